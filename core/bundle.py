@@ -1,0 +1,258 @@
+"""Reading a delta bundle: one streaming pass over the tar.gz, then validation.
+
+Every regular member is copied once to a private scratch folder while its
+SHA-1 is computed, so the archive is read exactly once and never held in
+memory. The layout (leading `<bundle_id>/` folder or not) is decided after the
+pass from the exact member names: a workspace file called `manifest.json` or
+`metadata/operations.json` at any depth lives under `files/…` and cannot be
+mistaken for the bundle's own. Nothing outside the scratch folder is touched
+here; a bundle that fails any check raises `InvalidBundle` or `BundleTooLarge`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from core.errors import BundleTooLarge, InvalidBundle
+from core.keys import BUNDLE_ID
+from core.models import OPERATION_KINDS, Manifest, Operation, OperationsFile
+from core.paths import check_path, path_problem
+
+COPY_CHUNK = 1024 * 1024
+MANIFEST = "manifest.json"
+OPERATIONS = "metadata/operations.json"
+CONTENT_KINDS = ("created", "updated", "moved")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class BundleLimits:
+    max_uncompressed_bytes: int
+    max_members: int
+    max_metadata_bytes: int
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A member's bytes, copied to scratch, with their SHA-1."""
+
+    path: Path
+    sha1: str
+    size: int
+
+
+@dataclass
+class Bundle:
+    """A validated bundle: metadata plus staged content, by bundle-relative name."""
+
+    manifest: Manifest
+    operations: list[Operation]
+    staged: dict[str, StagedFile] = field(default_factory=dict)
+
+    @property
+    def bundle_id(self) -> str:
+        return self.manifest.bundle_id
+
+    def content(self, op: Operation) -> StagedFile | None:
+        """The content shipped for `op` (`files/<kind>/<path>`), if any."""
+        return self.staged.get(f"files/{op.operation}/{op.target}")
+
+
+@contextmanager
+def open_bundle(raw: Path, scratch_root: Path, limits: BundleLimits) -> Iterator[Bundle]:
+    """Read and validate `raw`; the staged files are removed on exit."""
+    scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch_root))
+    try:
+        members = _stage_members(raw, scratch, limits)
+        yield _validate(members, limits)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stage_members(raw: Path, scratch: Path, limits: BundleLimits) -> dict[str, StagedFile]:
+    members: dict[str, StagedFile] = {}
+    seen: set[str] = set()
+    total = 0
+    try:
+        with tarfile.open(raw, mode="r|gz") as archive:
+            for count, member in enumerate(archive, start=1):
+                if count > limits.max_members:
+                    raise BundleTooLarge(
+                        f"bundle has more than {limits.max_members} members",
+                        code="BUNDLE_LIMIT_EXCEEDED",
+                    )
+                name = _member_name(member)
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise InvalidBundle(
+                        f"member {name!r} is a link or special file; only regular files "
+                        "and folders are accepted",
+                        code="UNSAFE_MEMBER",
+                    )
+                if name in seen:
+                    raise InvalidBundle(f"member {name!r} appears twice", code="DUPLICATE_MEMBER")
+                seen.add(name)
+                total += member.size
+                if total > limits.max_uncompressed_bytes:
+                    raise BundleTooLarge(
+                        "bundle expands beyond the uncompressed size limit",
+                        code="BUNDLE_LIMIT_EXCEEDED",
+                    )
+                members[name] = _copy_member(archive, member, scratch / str(count))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and not _is_archive_error(exc):
+            raise
+        raise InvalidBundle("bundle is not a readable tar.gz archive") from None
+    return members
+
+
+def _is_archive_error(exc: OSError) -> bool:
+    # gzip raises BadGzipFile (an OSError) for corrupt input; real I/O errors have errno.
+    return exc.errno is None
+
+
+def _member_name(member: tarfile.TarInfo) -> str:
+    name = member.name
+    if name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/") if member.isdir() else name
+    problem = path_problem(name)
+    if problem is not None:
+        raise InvalidBundle(f"member name {name[:120]!r} {problem}", code="UNSAFE_PATH")
+    return name
+
+
+def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> StagedFile:
+    source = archive.extractfile(member)
+    assert source is not None
+    digest = hashlib.sha1()
+    size = 0
+    with source, dest.open("wb") as out:
+        while chunk := source.read(COPY_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    return StagedFile(path=dest, sha1=digest.hexdigest(), size=size)
+
+
+def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
+    prefix = _layout_prefix(members)
+    staged = {name[len(prefix) :]: f for name, f in members.items() if name.startswith(prefix)}
+    manifest = _parse(staged, MANIFEST, Manifest, limits)
+    if not BUNDLE_ID.match(manifest.bundle_id):
+        raise InvalidBundle("manifest bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
+    operations: list[Operation] = []
+    if OPERATIONS in staged:
+        operations = _parse(staged, OPERATIONS, OperationsFile, limits).operations
+    bundle = Bundle(manifest=manifest, operations=operations, staged=staged)
+    _check_operations(bundle)
+    return bundle
+
+
+def _layout_prefix(members: dict[str, StagedFile]) -> str:
+    """'' when the bundle's files are at the root, else the one leading folder."""
+    if MANIFEST in members:
+        return ""
+    tops = {name.split("/", 1)[0] for name in members}
+    if len(tops) == 1:
+        top = next(iter(tops))
+        if f"{top}/{MANIFEST}" in members:
+            return top + "/"
+    raise InvalidBundle("bundle has no manifest.json", code="MISSING_MEMBER")
+
+
+def _parse(
+    staged: dict[str, StagedFile], name: str, model: type[M], limits: BundleLimits
+) -> M:
+    member = staged[name]
+    if member.size > limits.max_metadata_bytes:
+        raise BundleTooLarge(f"{name} exceeds the metadata size limit", code="BUNDLE_LIMIT_EXCEEDED")
+    try:
+        data: Any = json.loads(member.path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidBundle(f"{name} is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise InvalidBundle(f"{name} is nested too deeply") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidBundle(f"{name} is invalid: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field locations and reasons, never the offending values."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "document"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _check_operations(bundle: Bundle) -> None:
+    targets: set[str] = set()
+    counts = dict.fromkeys(OPERATION_KINDS, 0)
+    referenced: set[str] = set()
+    for index, op in enumerate(bundle.operations):
+        where = f"operations[{index}]"
+        if op.path is not None and op.relative_path is not None and op.path != op.relative_path:
+            raise InvalidBundle(f"{where}: path and relative_path differ")
+        target = check_path(op.target, f"{where}.path")
+        if target in targets:
+            raise InvalidBundle(f"{where}: {target!r} has two operations", code="CONFLICTING_OPERATIONS")
+        targets.add(target)
+        counts[op.operation] += 1
+        if op.operation == "moved":
+            source = check_path(op.source, f"{where}.source_path")
+            if source == target:
+                raise InvalidBundle(f"{where}: a move onto itself", code="CONFLICTING_OPERATIONS")
+        if op.operation in CONTENT_KINDS:
+            _check_content(bundle, op, where)
+            referenced.add(f"files/{op.operation}/{target}")
+    _check_nesting(targets)
+    stray = sorted(n for n in bundle.staged if n.startswith("files/") and n not in referenced)
+    if stray:
+        raise InvalidBundle(f"member {stray[0]!r} belongs to no operation", code="UNEXPECTED_MEMBER")
+    declared = bundle.manifest.operations
+    if declared is not None and declared.model_dump() != counts:
+        raise InvalidBundle("manifest operation counts do not match metadata/operations.json")
+
+
+def _check_content(bundle: Bundle, op: Operation, where: str) -> None:
+    staged = bundle.content(op)
+    if staged is None:
+        if op.operation == "moved":
+            return
+        raise InvalidBundle(
+            f"{where}: files/{op.operation}/{op.target} is missing", code="MISSING_MEMBER"
+        )
+    if op.size_bytes is not None and op.size_bytes != staged.size:
+        raise InvalidBundle(f"{where}: size_bytes does not match the content", code="SIZE_MISMATCH")
+    if op.sha1 is not None and op.sha1 != staged.sha1:
+        raise InvalidBundle(f"{where}: content_hash does not match the content", code="HASH_MISMATCH")
+
+
+def _check_nesting(targets: set[str]) -> None:
+    """Refuse a path that is both a file and a folder of another path."""
+    for target in targets:
+        parts = target.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in targets:
+                raise InvalidBundle(
+                    f"{parent!r} is written as a file and as a folder",
+                    code="CONFLICTING_OPERATIONS",
+                )

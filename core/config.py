@@ -1,0 +1,89 @@
+"""Service settings, read once from the environment and frozen.
+
+Every setting is an environment variable of the same name in upper case
+(README "Settings" lists them). A bad value stops start-up with a message that
+names the variable; nothing here writes back to `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting has a value the service cannot run with."""
+
+
+class Settings(BaseSettings):
+    """All settings of the service; build with `load_settings()`."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    upload_service_host: str = "0.0.0.0"
+    upload_service_port: int = Field(8002, ge=1, le=65535)
+    upload_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    qdrant_url: str = "http://qdrant:6333"
+    qdrant_api_key: str | None = None
+    collection_name: str = Field("my-collection", min_length=1, max_length=255)
+
+    work_dir: str = "/work"
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "path"
+    s3_region: str | None = None
+    s3_max_connections: int = Field(32, ge=1, le=1024)
+    scratch_dir: str | None = None
+
+    max_bundle_size_mb: int = Field(100, ge=1, le=10_240)
+    max_uncompressed_mb: int = Field(1024, ge=1, le=102_400)
+    max_bundle_members: int = Field(100_000, ge=1, le=10_000_000)
+    max_metadata_mb: int = Field(64, ge=1, le=1024)
+    upload_timeout_secs: int = Field(300, ge=1, le=86_400)
+    lease_secs: float = Field(60.0, gt=0, le=86_400)
+    claim_wait_secs: float = Field(30.0, ge=0, le=3600)
+    manifest_page_limit: int = Field(1000, ge=1, le=100_000)
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("s3://", "file://")):
+            raise ValueError("must start with s3:// or file://")
+        return value
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """`STORAGE_URL`, or the `WORK_DIR` folder when it is unset."""
+        if self.storage_url:
+            return self.storage_url
+        return "file://" + str(Path(self.work_dir).absolute())
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return self.max_bundle_size_mb * MIB
+
+    @property
+    def max_uncompressed_bytes(self) -> int:
+        return self.max_uncompressed_mb * MIB
+
+    @property
+    def max_metadata_bytes(self) -> int:
+        return self.max_metadata_mb * MIB
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise `ConfigError` naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

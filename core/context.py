@@ -1,0 +1,50 @@
+"""What a process builds once and every request shares: settings, storage, pipeline.
+
+Built lazily on the first request, so importing a function module stays cheap;
+nothing in it changes per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+from core.config import Settings, load_settings
+from core.logs import configure_logging
+from core.pipeline import Pipeline
+from core.qdrant import QdrantHandle
+from core.storage import ObjectStore, open_store
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return open_store(self.settings)
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.settings, self.store)
+
+    @cached_property
+    def qdrant(self) -> QdrantHandle:
+        return QdrantHandle(self.settings)
+
+
+_lock = threading.Lock()
+_context: ServiceContext | None = None
+
+
+def service_context() -> ServiceContext:
+    """The process-wide context, created on first use from the environment."""
+    global _context
+    with _lock:
+        if _context is None:
+            context = ServiceContext(load_settings())
+            configure_logging(context.settings.upload_service_log_level)
+            context.store  # noqa: B018 - open storage inside the lock, once
+            _context = context
+        return _context

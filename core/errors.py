@@ -1,0 +1,131 @@
+"""The one error tree of the service, and its mapping to HTTP.
+
+    DeltaError                      code                 HTTP
+    ├── InvalidRequest              INVALID_REQUEST      400
+    ├── InvalidBundle               INVALID_BUNDLE       400  (and the codes below)
+    │     UNSAFE_PATH, UNSAFE_MEMBER, MISSING_MEMBER, UNEXPECTED_MEMBER,
+    │     DUPLICATE_MEMBER, CONFLICTING_OPERATIONS, HASH_MISMATCH, SIZE_MISMATCH
+    ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
+    ├── NotFound                    NOT_FOUND            404
+    ├── SequenceMismatch            SEQUENCE_MISMATCH    409
+    ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
+    ├── Unavailable (transient; carries Retry-After)
+    │   ├── WorkspaceBusy           WORKSPACE_BUSY       503
+    │   ├── StorageUnavailable      STORAGE_UNAVAILABLE  503
+    │   └── IndexUnavailable        INDEX_UNAVAILABLE    503
+    └── ProcessingError             PROCESSING_ERROR     500
+
+Anything else that escapes a handler is INTERNAL_ERROR (500). Messages never
+echo request data beyond the bundle-relative path being refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DeltaError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code = "INTERNAL_ERROR"
+    http_status = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def details(self) -> dict[str, Any]:
+        """Extra fields for the error object, beyond code and message."""
+        return {}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(DeltaError):
+    code = "INVALID_REQUEST"
+    http_status = 400
+
+
+class InvalidBundle(DeltaError):
+    code = "INVALID_BUNDLE"
+    http_status = 400
+
+
+class BundleTooLarge(DeltaError):
+    code = "BUNDLE_TOO_LARGE"
+    http_status = 413
+
+
+class NotFound(DeltaError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class SequenceMismatch(DeltaError):
+    code = "SEQUENCE_MISMATCH"
+    http_status = 409
+
+    def __init__(self, expected: int, received: int, retry_after_ms: int = 1000) -> None:
+        super().__init__(f"expected sequence {expected}, received {received}")
+        self.expected = expected
+        self.received = received
+        self.retry_after_ms = retry_after_ms
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "expected_sequence": self.expected,
+            "received_sequence": self.received,
+            "retry_after": self.retry_after_ms,
+        }
+
+
+class BundleIdConflict(DeltaError):
+    code = "BUNDLE_ID_CONFLICT"
+    http_status = 409
+
+
+class ProcessingError(DeltaError):
+    code = "PROCESSING_ERROR"
+    http_status = 500
+
+
+class Unavailable(DeltaError):
+    """Transient: the client (or the event platform) should retry later."""
+
+    code = "SERVICE_UNAVAILABLE"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 2, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after_s * 1000}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class WorkspaceBusy(Unavailable):
+    code = "WORKSPACE_BUSY"
+
+
+class StorageUnavailable(Unavailable):
+    code = "STORAGE_UNAVAILABLE"
+
+
+class IndexUnavailable(Unavailable):
+    code = "INDEX_UNAVAILABLE"
+
+
+def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The one table from an exception to (status, wire-format body, headers)."""
+    if isinstance(error, DeltaError):
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+        body.update(error.details())
+        return error.http_status, {"success": False, "error": body}, error.headers()
+    internal = {"code": "INTERNAL_ERROR", "message": "internal error; see the service log"}
+    return 500, {"success": False, "error": internal}, {}

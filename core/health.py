@@ -1,0 +1,45 @@
+"""Liveness and readiness answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from core import __version__
+from core.config import Settings
+from core.errors import DeltaError
+from core.qdrant import QdrantHandle, is_remote
+from core.storage import ObjectStore
+
+
+def health(
+    settings: Settings, store: ObjectStore, qdrant: QdrantHandle, ready: bool
+) -> tuple[int, dict[str, Any]]:
+    """Liveness always; with `ready`, also whether storage and Qdrant answer (503 if not)."""
+    body: dict[str, Any] = {
+        "status": "healthy",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "version": __version__,
+        "qdrant_url": settings.qdrant_url,
+        "qdrant_mode": "server" if is_remote(settings.qdrant_url) else "embedded",
+        "work_dir": settings.work_dir,
+        "storage_backend": store.kind,
+        "storage_url": store.describe(),
+    }
+    if not ready:
+        return 200, body
+    checks = {"storage": _check(store.ping), "qdrant": _check(qdrant.ping)}
+    body["checks"] = checks
+    ok = all(c == "ok" for c in checks.values())
+    body["status"] = "ready" if ok else "unavailable"
+    return (200 if ok else 503), body
+
+
+def _check(probe: Any) -> str:
+    try:
+        probe()
+    except DeltaError as exc:
+        return f"error: {exc.message}"
+    except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+        return f"error: {type(exc).__name__}"
+    return "ok"

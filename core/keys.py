@@ -1,0 +1,85 @@
+"""Every object key of the storage layout is built here (docs/storage-layout.md).
+
+    <prefix>/bundles/<ws>/<bundle_id>.tar.gz      raw bundles, write-once
+    <prefix>/incoming/<ws>/<bundle_id>.tar.gz     presigned direct uploads
+    <prefix>/workspaces/<ws>/head.json            sequence record (CAS)
+    <prefix>/workspaces/<ws>/journal/<seq>.json   one entry per applied bundle
+    <prefix>/workspaces/<ws>/results/<id>.json    outcome of a bundle, by bundle id
+    <prefix>/workspaces/<ws>/plans/<id>.json      apply plan of a claimed bundle
+    <prefix>/workspaces/<ws>/plans/<id>.stash/<n> move sources the bundle overwrites
+    <prefix>/workspaces/<ws>/tree/<path>          the workspace files
+    <prefix>/aliases/<path-key>.json              workspace path -> workspace key
+
+The `<prefix>` belongs to the storage backend; keys here are relative to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _leaf(workspace_path: str) -> str:
+    leaf = workspace_path.rstrip("/").rsplit("/", 1)[-1]
+    return _UNSAFE.sub("-", leaf).strip("-.")[:48] or "workspace"
+
+
+def normalise_workspace_path(workspace_path: str) -> str:
+    """One spelling per path: no trailing or doubled slashes."""
+    parts = [p for p in workspace_path.replace("\\", "/").split("/") if p not in ("", ".")]
+    prefix = "/" if workspace_path.startswith(("/", "\\")) else ""
+    return prefix + "/".join(parts)
+
+
+def workspace_key(tenant: str, workspace_path: str, logical_repo_id: str | None) -> str:
+    """`<leaf>-<16 hex>`: readable, and distinct per tenant and repo identity."""
+    identity = logical_repo_id or "path:" + normalise_workspace_path(workspace_path)
+    return f"{_leaf(workspace_path)}-{_digest('ws', tenant, identity)}"
+
+
+def alias_key(tenant: str, workspace_path: str) -> str:
+    return f"aliases/{_digest('alias', tenant, normalise_workspace_path(workspace_path))}.json"
+
+
+def raw_bundle_key(ws: str, bundle_id: str) -> str:
+    return f"bundles/{ws}/{bundle_id}.tar.gz"
+
+
+def incoming_key(ws: str, bundle_id: str) -> str:
+    return f"incoming/{ws}/{bundle_id}.tar.gz"
+
+
+def head_key(ws: str) -> str:
+    return f"workspaces/{ws}/head.json"
+
+
+def journal_key(ws: str, sequence: int) -> str:
+    return f"workspaces/{ws}/journal/{sequence:012d}.json"
+
+
+def result_key(ws: str, bundle_id: str) -> str:
+    return f"workspaces/{ws}/results/{bundle_id}.json"
+
+
+def plan_key(ws: str, bundle_id: str) -> str:
+    return f"workspaces/{ws}/plans/{bundle_id}.json"
+
+
+def stash_key(ws: str, bundle_id: str, number: int) -> str:
+    """Pre-bundle bytes of a move source that the same bundle overwrites."""
+    return f"workspaces/{ws}/plans/{bundle_id}.stash/{number}"
+
+
+def tree_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/tree/"
+
+
+def tree_key(ws: str, path: str) -> str:
+    return tree_prefix(ws) + path

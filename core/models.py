@@ -1,0 +1,136 @@
+"""Pydantic models of what crosses a boundary: bundle metadata, requests, outcomes."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+SHA1_REF = re.compile(r"^sha1:[0-9a-f]{40}$")
+OperationKind = Literal["created", "updated", "deleted", "moved"]
+OPERATION_KINDS: tuple[OperationKind, ...] = ("created", "updated", "deleted", "moved")
+
+
+class _Wire(BaseModel):
+    """Client-written JSON: unknown keys are tolerated, known ones strictly typed."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
+class OperationCounts(_Wire):
+    created: StrictInt = Field(0, ge=0)
+    updated: StrictInt = Field(0, ge=0)
+    deleted: StrictInt = Field(0, ge=0)
+    moved: StrictInt = Field(0, ge=0)
+
+
+class Manifest(_Wire):
+    """`manifest.json` as the existing clients write it (wire-format.md)."""
+
+    version: StrictStr
+    bundle_id: StrictStr = Field(min_length=1, max_length=128)
+    workspace_path: StrictStr | None = None
+    collection_name: StrictStr | None = None
+    created_at: StrictStr | None = None
+    sequence_number: StrictInt | None = Field(None, ge=1)
+    parent_sequence: StrictInt | None = Field(None, ge=0)
+    operations: OperationCounts | None = None
+    total_files: StrictInt | None = Field(None, ge=0)
+    total_size_bytes: StrictInt | None = Field(None, ge=0)
+    compression: StrictStr | None = None
+    encoding: StrictStr | None = None
+
+
+def _sha1_ref(value: str | None) -> str | None:
+    if value is not None and not SHA1_REF.match(value):
+        raise ValueError("must be 'sha1:' and 40 lower-case hex digits")
+    return value
+
+
+class Operation(_Wire):
+    """One entry of `metadata/operations.json`."""
+
+    operation: OperationKind
+    path: StrictStr | None = None
+    relative_path: StrictStr | None = None
+    source_path: StrictStr | None = None
+    source_relative_path: StrictStr | None = None
+    size_bytes: StrictInt | None = Field(None, ge=0)
+    content_hash: StrictStr | None = None
+    previous_hash: StrictStr | None = None
+    language: StrictStr | None = None
+
+    _check_content = field_validator("content_hash")(_sha1_ref)
+
+    @property
+    def target(self) -> str:
+        """The workspace path the operation writes (destination for moves)."""
+        return self.path if self.path is not None else (self.relative_path or "")
+
+    @property
+    def source(self) -> str:
+        return self.source_path if self.source_path is not None else (self.source_relative_path or "")
+
+    @property
+    def sha1(self) -> str | None:
+        return self.content_hash[5:] if self.content_hash else None
+
+
+class OperationsFile(_Wire):
+    operations: list[Operation] = Field(max_length=10_000_000)
+
+
+class ProcessedOperations(BaseModel):
+    """What applying a bundle did, per operation kind."""
+
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    moved: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+class OperationFailure(BaseModel):
+    operation: OperationKind
+    path: str
+    reason: str
+
+
+class UploadRequest(BaseModel):
+    """The form fields of an upload, already parsed by the handler."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workspace_path: str = Field(min_length=1, max_length=4096)
+    collection_name: str | None = Field(None, max_length=255)
+    sequence_number: int | None = Field(None, ge=1)
+    force: bool = False
+    source_path: str | None = None
+    logical_repo_id: str | None = Field(None, max_length=512)
+    tenant: str = ""
+
+    @field_validator("workspace_path")
+    @classmethod
+    def _no_control(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL")
+        return value
+
+
+class UploadResult(BaseModel):
+    """The outcome of one bundle; stored, and repeated for a duplicate."""
+
+    success: bool = True
+    bundle_id: str
+    workspace_path: str
+    workspace_key: str
+    collection_name: str
+    sequence_number: int
+    next_sequence: int
+    processed_operations: ProcessedOperations
+    failures: list[OperationFailure] = []
+    processing_time_ms: float
+    committed_at: str
+    duplicate: bool = False

@@ -1,0 +1,252 @@
+"""One bundle, start to finish: read, keep, claim, apply, commit.
+
+    1 read    stream the upload to scratch (size-capped), then `core.bundle`
+    2 keep    raw bundle -> bundles/<ws>/<bundle_id>.tar.gz, write-once
+    3 claim   `core.sequences`: next number, or duplicate / busy / stalled
+    4 apply   `core.workspace`: plan (stored write-once), then execute
+    5 commit  journal entry, result record, then the head (the commit point)
+
+Each step is keyed by bundle id and safe to repeat, so a client retry, a
+redelivered event or an instance that died part-way all converge on the state
+of one clean run. A stalled claim (expired lease) is finished by replaying its
+raw bundle from storage before the next bundle is claimed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from core.bundle import Bundle, BundleLimits, open_bundle
+from core.config import Settings
+from core.errors import BundleIdConflict, BundleTooLarge, ProcessingError, WorkspaceBusy
+from core.keys import alias_key, journal_key, plan_key, raw_bundle_key, result_key, workspace_key
+from core.models import UploadRequest, UploadResult
+from core.sequences import (
+    BundleClaim,
+    Busy,
+    Claimed,
+    Duplicate,
+    PendingBundle,
+    Sequences,
+    Stalled,
+    utc_now,
+)
+from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+from core.workspace import ApplyPlan, execute, make_plan
+
+log = logging.getLogger(__name__)
+SPOOL_CHUNK = 1024 * 1024
+BUSY_POLL_SECS = 0.2
+
+
+@contextmanager
+def spooled(stream: IO[bytes], scratch: Path, limit: int) -> Iterator[tuple[Path, str]]:
+    """Copy an upload to a scratch file, refusing it as soon as it passes `limit`."""
+    fd, name = tempfile.mkstemp(prefix="raw-", suffix=".tar.gz", dir=scratch)
+    path = Path(name)
+    digest = hashlib.sha1()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            while chunk := stream.read(SPOOL_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise BundleTooLarge(f"bundle exceeds MAX_BUNDLE_SIZE_MB ({limit // 2**20} MB)")
+                digest.update(chunk)
+                handle.write(chunk)
+        yield path, digest.hexdigest()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+class Pipeline:
+    """Processes bundles against one store; stateless between calls."""
+
+    def __init__(self, settings: Settings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.limits = BundleLimits(
+            max_uncompressed_bytes=settings.max_uncompressed_bytes,
+            max_members=settings.max_bundle_members,
+            max_metadata_bytes=settings.max_metadata_bytes,
+        )
+
+    def upload(self, request: UploadRequest, stream: IO[bytes]) -> UploadResult:
+        started = time.monotonic()
+        scratch = self.store.scratch_dir
+        with (
+            spooled(stream, scratch, self.settings.max_bundle_bytes) as (raw, raw_sha1),
+            open_bundle(raw, scratch, self.limits) as bundle,
+        ):
+            ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
+            self._keep(ws, bundle.bundle_id, raw, raw_sha1)
+            collection = (
+                request.collection_name
+                or bundle.manifest.collection_name
+                or self.settings.collection_name
+            )
+            claim = BundleClaim(
+                bundle_id=bundle.bundle_id,
+                operations=len(bundle.operations),
+                collection_name=collection,
+                workspace_path=request.workspace_path,
+                logical_repo_id=request.logical_repo_id,
+                requested_sequence=request.sequence_number or bundle.manifest.sequence_number,
+                force=request.force,
+            )
+            if request.logical_repo_id:
+                self._remember_alias(request, ws)
+            return self._claim_and_apply(ws, claim, bundle, started)
+
+    def _keep(self, ws: str, bundle_id: str, raw: Path, raw_sha1: str) -> None:
+        key = raw_bundle_key(ws, bundle_id)
+        if self.store.put_file_if_absent(key, raw, raw_sha1):
+            return
+        kept = self.store.head(key)
+        if kept is not None and kept.sha1 is not None and kept.sha1 != raw_sha1:
+            raise BundleIdConflict("a different bundle was already uploaded with this bundle_id")
+
+    def _remember_alias(self, request: UploadRequest, ws: str) -> None:
+        body = json.dumps({"workspace_key": ws}).encode()
+        self.store.put(alias_key(request.tenant, request.workspace_path), body)
+
+    def _claim_and_apply(
+        self, ws: str, claim: BundleClaim, bundle: Bundle, started: float
+    ) -> UploadResult:
+        sequences = Sequences(self.store, ws, self.settings.lease_secs)
+        deadline = time.monotonic() + self.settings.claim_wait_secs
+        while True:
+            outcome = sequences.claim(claim)
+            if isinstance(outcome, Duplicate):
+                return outcome.result.model_copy(update={"duplicate": True})
+            if isinstance(outcome, Claimed):
+                return self._apply(sequences, outcome.pending, bundle, started, claim)
+            if isinstance(outcome, Stalled):
+                self.replay(sequences, outcome.pending)
+                continue
+            assert isinstance(outcome, Busy)
+            if time.monotonic() >= deadline:
+                wait = max(1, int(outcome.pending.lease_expires_at - time.time()) + 1)
+                raise WorkspaceBusy(
+                    "another upload to this workspace is in progress",
+                    retry_after_s=min(wait, 30),
+                )
+            time.sleep(BUSY_POLL_SECS)
+
+    def replay(self, sequences: Sequences, stalled: PendingBundle) -> None:
+        """Finish a bundle whose instance died, from its raw bundle in storage."""
+        log.warning("replaying stalled bundle %s (sequence %s)", stalled.bundle_id, stalled.sequence)
+        head, _ = sequences.read()
+        assert head is not None
+        claim = BundleClaim(
+            bundle_id=stalled.bundle_id,
+            operations=stalled.operations,
+            collection_name=stalled.collection_name,
+            workspace_path=head.workspace_path,
+            logical_repo_id=head.logical_repo_id,
+            requested_sequence=None,
+            force=True,
+        )
+        scratch = self.store.scratch_dir
+        fd, name = tempfile.mkstemp(prefix="replay-", suffix=".tar.gz", dir=scratch)
+        os.close(fd)
+        raw = Path(name)
+        try:
+            try:
+                self.store.download(raw_bundle_key(sequences.ws, stalled.bundle_id), raw)
+            except ObjectNotFound:
+                raise ProcessingError("the raw bundle of a claimed sequence is missing") from None
+            with open_bundle(raw, scratch, self.limits) as bundle:
+                outcome = sequences.claim(claim)
+                if isinstance(outcome, Claimed):
+                    self._apply(sequences, outcome.pending, bundle, time.monotonic(), claim)
+        finally:
+            raw.unlink(missing_ok=True)
+
+    def _apply(
+        self,
+        sequences: Sequences,
+        mine: PendingBundle,
+        bundle: Bundle,
+        started: float,
+        claim: BundleClaim,
+    ) -> UploadResult:
+        ws = sequences.ws
+        lease = _Lease(sequences, mine)
+        try:
+            plan = self._plan(ws, bundle)
+            execute(self.store, ws, plan, bundle, lease.heartbeat)
+            result = UploadResult(
+                bundle_id=bundle.bundle_id,
+                workspace_path=claim.workspace_path,
+                workspace_key=ws,
+                collection_name=mine.collection_name,
+                sequence_number=mine.sequence,
+                next_sequence=mine.sequence + 1,
+                processed_operations=plan.processed,
+                failures=plan.failures,
+                processing_time_ms=round((time.monotonic() - started) * 1000, 1),
+                committed_at=utc_now(),
+            )
+            self._commit(sequences, lease.pending, result, plan)
+        except BaseException:
+            _release_quietly(sequences, lease.pending)
+            raise
+        return result
+
+    def _plan(self, ws: str, bundle: Bundle) -> ApplyPlan:
+        """The stored plan of this bundle, or a new one stored write-once."""
+        key = plan_key(ws, bundle.bundle_id)
+        try:
+            return ApplyPlan.model_validate_json(self.store.get(key).body)
+        except ObjectNotFound:
+            pass
+        plan = make_plan(self.store, ws, bundle)
+        try:
+            self.store.put_if_absent(key, plan.model_dump_json().encode())
+        except PreconditionFailed:
+            return ApplyPlan.model_validate_json(self.store.get(key).body)
+        return plan
+
+    def _commit(
+        self, sequences: Sequences, mine: PendingBundle, result: UploadResult, plan: ApplyPlan
+    ) -> None:
+        ws = sequences.ws
+        body = result.model_dump_json(indent=1).encode()
+        self.store.put(journal_key(ws, mine.sequence), body)
+        self.store.put(result_key(ws, bundle_id := result.bundle_id), body)
+        sequences.commit(mine, result.committed_at)
+        try:
+            for key in [plan_key(ws, bundle_id), *plan.stashed]:
+                self.store.delete(key)
+        except Exception:  # committed already; a left-over plan is only clutter
+            log.warning("could not remove the plan of bundle %s", bundle_id, exc_info=True)
+
+
+class _Lease:
+    """Renews the claim's lease when a third of it has passed."""
+
+    def __init__(self, sequences: Sequences, pending: PendingBundle) -> None:
+        self.sequences = sequences
+        self.pending = pending
+
+    def heartbeat(self) -> None:
+        remaining = self.pending.lease_expires_at - time.time()
+        if remaining < self.sequences.lease_secs * 2 / 3:
+            self.pending = self.sequences.renew(self.pending)
+
+
+def _release_quietly(sequences: Sequences, pending: PendingBundle) -> None:
+    try:
+        sequences.release(pending)
+    except Exception:  # the lease then simply expires
+        log.warning("could not release the lease of bundle %s", pending.bundle_id, exc_info=True)

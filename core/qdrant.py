@@ -1,0 +1,55 @@
+"""The one place that opens Qdrant: a server by URL, or the embedded local mode.
+
+`QDRANT_URL` is `http(s)://host:port` for a server (with `QDRANT_API_KEY`),
+`:memory:` for an in-process store, or a folder path for embedded local mode.
+The client library is imported on first use only, to keep cold starts short.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from core.config import Settings
+from core.errors import IndexUnavailable
+
+
+def is_remote(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def open_qdrant(settings: Settings) -> Any:
+    from qdrant_client import QdrantClient
+
+    url = settings.qdrant_url
+    if is_remote(url):
+        return QdrantClient(url=url, api_key=settings.qdrant_api_key, timeout=10)
+    if url == ":memory:":
+        return QdrantClient(location=":memory:")
+    return QdrantClient(path=url.removeprefix("file://"))
+
+
+class QdrantHandle:
+    """Opens the client once per process, on first use; shared by its threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = open_qdrant(self.settings)
+                except Exception as exc:
+                    raise IndexUnavailable(f"cannot open Qdrant: {type(exc).__name__}") from exc
+            return self._client
+
+    def ping(self) -> None:
+        try:
+            self.client().get_collections()
+        except IndexUnavailable:
+            raise
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant does not answer: {type(exc).__name__}") from exc

@@ -1,0 +1,262 @@
+"""The per-workspace sequence record (`head.json`) and its compare-and-swap updates.
+
+The head is the only mutable record that decides anything. Every change is a
+conditional write against the etag just read, so any number of instances may
+race: the loser re-reads and re-decides. Decisions on a read head, for a bundle B:
+
+    head                         | B already committed | decision
+    -----------------------------|---------------------|-------------------------------
+    (any)                        | yes                 | Duplicate (answer the stored result)
+    missing                      | no                  | create head, pending=B, seq 1   (If-None-Match: *)
+    idle, last=N                 | no                  | pending=B, seq N+1              (If-Match)
+    pending=B, lease live        | no                  | Busy: another instance applies B
+    pending=B, lease expired     | no                  | take over B (new owner, same seq)  (If-Match)
+    pending=C, lease live        | no                  | Busy (409 if B asked for a number
+                                 |                     |   other than C's sequence + 1)
+    pending=C, lease expired     | no                  | Stalled: replay C from its raw bundle first
+
+A claimed bundle is never abandoned: it is committed with its sequence number
+by its owner or by whoever takes the expired lease over, so numbers are neither
+skipped nor reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from core.errors import SequenceMismatch, Unavailable
+from core.keys import head_key, result_key
+from core.models import UploadResult
+from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+
+FORMAT = 1
+
+
+class HeadStatus(StrEnum):
+    IDLE = "idle"
+    APPLYING = "applying"
+
+
+class PendingBundle(BaseModel):
+    """A claimed, not yet committed bundle and the lease of the instance applying it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bundle_id: str
+    sequence: int
+    owner: str
+    attempt: int = 1
+    operations: int = 0
+    collection_name: str
+    claimed_at: str
+    lease_expires_at: float
+
+    def expired(self, now: float) -> bool:
+        return now >= self.lease_expires_at
+
+
+class HeadRecord(BaseModel):
+    """`workspaces/<ws>/head.json`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: int = FORMAT
+    workspace_key: str
+    workspace_path: str
+    logical_repo_id: str | None = None
+    collection_name: str
+    status: HeadStatus = HeadStatus.IDLE
+    last_sequence: int = 0
+    last_bundle_id: str | None = None
+    last_upload: str | None = None
+    pending: PendingBundle | None = None
+
+
+class LeaseLost(Unavailable):
+    code = "LEASE_LOST"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    pending: PendingBundle
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    result: UploadResult
+
+
+@dataclass(frozen=True)
+class Busy:
+    pending: PendingBundle
+
+
+@dataclass(frozen=True)
+class Stalled:
+    pending: PendingBundle
+
+
+ClaimOutcome = Claimed | Duplicate | Busy | Stalled
+
+
+@dataclass(frozen=True)
+class BundleClaim:
+    """What a claim needs to know about the bundle asking for a number."""
+
+    bundle_id: str
+    operations: int
+    collection_name: str
+    workspace_path: str
+    logical_repo_id: str | None
+    requested_sequence: int | None
+    force: bool
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Sequences:
+    """Reads and conditionally writes one workspace's head record."""
+
+    def __init__(self, store: ObjectStore, ws: str, lease_secs: float) -> None:
+        self.store = store
+        self.ws = ws
+        self.lease_secs = lease_secs
+
+    def read(self) -> tuple[HeadRecord | None, str | None]:
+        try:
+            stored = self.store.get(head_key(self.ws))
+        except ObjectNotFound:
+            return None, None
+        return HeadRecord.model_validate_json(stored.body), stored.etag
+
+    def committed_result(self, head: HeadRecord | None, bundle_id: str) -> UploadResult | None:
+        """The stored result of `bundle_id` if its sequence is committed in `head`."""
+        if head is None:
+            return None
+        try:
+            stored = self.store.get(result_key(self.ws, bundle_id))
+        except ObjectNotFound:
+            return None
+        result = UploadResult.model_validate_json(stored.body)
+        return result if result.sequence_number <= head.last_sequence else None
+
+    def claim(self, claim: BundleClaim) -> ClaimOutcome:
+        """One decision of the table above, retried until a conditional write lands."""
+        while True:
+            head, etag = self.read()
+            done = self.committed_result(head, claim.bundle_id)
+            if done is not None:
+                return Duplicate(done)
+            now = time.time()
+            pending = head.pending if head else None
+            if pending is not None:
+                if pending.bundle_id == claim.bundle_id:
+                    if not pending.expired(now):
+                        return Busy(pending)
+                    taken = pending.model_copy(
+                        update={"owner": _owner(), "attempt": pending.attempt + 1,
+                                "lease_expires_at": now + self.lease_secs}
+                    )
+                    if self._swap(head, etag, {"pending": taken}):
+                        return Claimed(taken, resumed=True)
+                    continue
+                _check_requested(claim, pending.sequence + 1)
+                return Stalled(pending) if pending.expired(now) else Busy(pending)
+            last = head.last_sequence if head else 0
+            _check_requested(claim, last + 1)
+            fresh = PendingBundle(
+                bundle_id=claim.bundle_id,
+                sequence=last + 1,
+                owner=_owner(),
+                operations=claim.operations,
+                collection_name=claim.collection_name,
+                claimed_at=utc_now(),
+                lease_expires_at=now + self.lease_secs,
+            )
+            if head is None:
+                record = HeadRecord(
+                    workspace_key=self.ws,
+                    workspace_path=claim.workspace_path,
+                    logical_repo_id=claim.logical_repo_id,
+                    collection_name=claim.collection_name,
+                    status=HeadStatus.APPLYING,
+                    pending=fresh,
+                )
+                try:
+                    self.store.put_if_absent(head_key(self.ws), _dump(record))
+                except PreconditionFailed:
+                    continue
+                return Claimed(fresh, resumed=False)
+            changes = {"pending": fresh, "status": HeadStatus.APPLYING,
+                       "collection_name": claim.collection_name}
+            if self._swap(head, etag, changes):
+                return Claimed(fresh, resumed=False)
+
+    def renew(self, mine: PendingBundle) -> PendingBundle:
+        """Extend the lease; `LeaseLost` if another instance took the bundle over."""
+        while True:
+            head, etag = self.read()
+            if head is None or head.pending is None or head.pending.owner != mine.owner:
+                raise LeaseLost("another instance took this bundle over", retry_after_s=1)
+            renewed = mine.model_copy(update={"lease_expires_at": time.time() + self.lease_secs})
+            if self._swap(head, etag, {"pending": renewed}):
+                return renewed
+
+    def release(self, mine: PendingBundle) -> None:
+        """Best effort after a failure: let the next attempt take over at once."""
+        head, etag = self.read()
+        if head is not None and head.pending is not None and head.pending.owner == mine.owner:
+            self._swap(head, etag, {"pending": mine.model_copy(update={"lease_expires_at": 0.0})})
+
+    def commit(self, mine: PendingBundle, committed_at: str) -> None:
+        """Make `mine` the last sequence. Idempotent: a commit already made is fine."""
+        while True:
+            head, etag = self.read()
+            if head is not None and head.last_sequence >= mine.sequence:
+                return
+            if head is None or head.pending is None or head.pending.bundle_id != mine.bundle_id:
+                raise LeaseLost("the claimed bundle vanished from the head record")
+            changes = {
+                "pending": None,
+                "status": HeadStatus.IDLE,
+                "last_sequence": mine.sequence,
+                "last_bundle_id": mine.bundle_id,
+                "last_upload": committed_at,
+            }
+            if self._swap(head, etag, changes):
+                return
+
+    def _swap(
+        self, head: HeadRecord | None, etag: str | None, changes: Mapping[str, object]
+    ) -> bool:
+        assert head is not None and etag is not None
+        try:
+            self.store.put_if_match(head_key(self.ws), _dump(head.model_copy(update=changes)), etag)
+        except PreconditionFailed:
+            return False
+        return True
+
+
+def _check_requested(claim: BundleClaim, expected: int) -> None:
+    wanted = claim.requested_sequence
+    if wanted is not None and wanted != expected and not claim.force:
+        raise SequenceMismatch(expected=expected, received=wanted)
+
+
+def _owner() -> str:
+    return uuid.uuid4().hex
+
+
+def _dump(record: HeadRecord) -> bytes:
+    return json.dumps(record.model_dump(mode="json"), indent=1).encode("utf-8")

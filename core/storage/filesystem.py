@@ -1,0 +1,244 @@
+"""Filesystem backend: a local folder or a mounted CephFS, browsable as plain files.
+
+Keys are paths below the root. Writes go to a temporary sibling and are renamed
+into place, so a reader sees the old object or the new one, never a part.
+Conditional writes hold an exclusive `flock` on a per-key lock file under
+`<root>/.locks` (CephFS honours flock across clients) while they compare and
+rename. The etag is derived from the bytes and the inode, so a rewrite with the
+same bytes still changes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.errors import StorageUnavailable
+from core.storage.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoredObject,
+    sha1_of_file,
+)
+
+TEMP_MARK = ".~tmp~"
+RESERVED_ROOT_NAMES = {".locks", ".scratch"}
+
+
+class FilesystemStore:
+    """`ObjectStore` over a directory tree."""
+
+    kind = "filesystem"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.absolute()
+        self.scratch_dir = self.root / ".scratch"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.scratch_dir.mkdir(exist_ok=True)
+            (self.root / ".locks").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"storage folder is not usable: {exc.strerror}") from exc
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def ping(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise StorageUnavailable("storage folder is not writable")
+
+    # reads --------------------------------------------------------------
+    def get(self, key: str) -> StoredObject:
+        try:
+            with self._path(key).open("rb") as handle:
+                body = handle.read()
+                stat = os.fstat(handle.fileno())
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+        return StoredObject(body=body, etag=_etag(body, stat))
+
+    def download(self, key: str, dest: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), dest)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+            if not path.is_file():
+                return None
+            sha1 = sha1_of_file(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return ObjectInfo(size=stat.st_size, etag=f"{sha1[:16]}-{stat.st_ino}", sha1=sha1)
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        """Keys under `prefix` in byte order (as S3 lists them), after `start_after`."""
+        folder, _, stem = prefix.rpartition("/")
+        base = self._path(folder) if folder else self.root
+        key_base = folder + "/" if folder else ""
+        yield from self._walk(base, key_base, stem, start_after, top=not folder)
+
+    def _walk(self, folder: Path, key_base: str, stem: str, after: str, top: bool) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        ordered = sorted(
+            (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in entries
+        )
+        for sort_name, entry in ordered:
+            if not sort_name.startswith(stem) or TEMP_MARK in entry.name:
+                continue
+            if top and entry.name in RESERVED_ROOT_NAMES:
+                continue
+            key = key_base + sort_name
+            if sort_name.endswith("/"):
+                if not after or key > after or after.startswith(key):
+                    yield from self._walk(Path(entry.path), key, "", after, top=False)
+            elif key > after:
+                yield key
+
+    # writes -------------------------------------------------------------
+    def _temp_for(self, path: Path) -> Path:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StorageUnavailable("a file stands where a folder is needed") from None
+        except NotADirectoryError:
+            raise StorageUnavailable("a file stands where a folder is needed") from None
+        return path.with_name(f"{path.name}{TEMP_MARK}{uuid.uuid4().hex}")
+
+    def _write_bytes(self, path: Path, body: bytes, *, durable: bool) -> Path:
+        temp = self._temp_for(path)
+        with temp.open("wb") as handle:
+            handle.write(body)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        return temp
+
+    def put(self, key: str, body: bytes) -> str:
+        path = self._path(key)
+        temp = self._write_bytes(path, body, durable=True)
+        os.replace(temp, path)
+        _fsync_dir(path.parent)
+        return self.get(key).etag
+
+    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None:
+        path = self._path(key)
+        temp = self._temp_for(path)
+        if consume:
+            try:
+                os.rename(source, temp)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.copyfile(source, temp)
+        else:
+            shutil.copyfile(source, temp)
+        os.chmod(temp, 0o644)
+        try:
+            os.replace(temp, path)
+        except IsADirectoryError:
+            temp.unlink()
+            raise StorageUnavailable("a folder stands where a file is to be written") from None
+
+    def put_file_if_absent(self, key: str, source: Path, sha1: str) -> bool:
+        path = self._path(key)
+        temp = self._temp_for(path)
+        shutil.copyfile(source, temp)
+        try:
+            os.link(temp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            temp.unlink()
+
+    def put_if_absent(self, key: str, body: bytes) -> str:
+        path = self._path(key)
+        with self._locked(key):
+            temp = self._write_bytes(path, body, durable=True)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                raise PreconditionFailed(key) from None
+            finally:
+                temp.unlink()
+            _fsync_dir(path.parent)
+            return self.get(key).etag
+
+    def put_if_match(self, key: str, body: bytes, etag: str) -> str:
+        path = self._path(key)
+        with self._locked(key):
+            try:
+                current = self.get(key)
+            except ObjectNotFound:
+                raise PreconditionFailed(key) from None
+            if current.etag != etag:
+                raise PreconditionFailed(key)
+            temp = self._write_bytes(path, body, durable=True)
+            os.replace(temp, path)
+            _fsync_dir(path.parent)
+            return self.get(key).etag
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        source = self._path(source_key)
+        if not source.is_file():
+            raise ObjectNotFound(source_key)
+        self.put_file(dest_key, source, sha1="", consume=False)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except IsADirectoryError:
+            return
+        self._prune(path.parent)
+
+    def _prune(self, folder: Path) -> None:
+        """Remove folders left empty by a delete, up to the workspace tree root."""
+        while folder != self.root and folder.name != "tree":
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        with (self.root / ".locks" / name).open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _etag(body: bytes, stat: os.stat_result) -> str:
+    return f"{hashlib.sha1(body).hexdigest()[:16]}-{stat.st_ino}-{stat.st_mtime_ns}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,185 @@
+"""S3 backend (AWS S3, Ceph RGW, MinIO, moto) through boto3.
+
+Conditional writes use S3's own preconditions: `If-None-Match: *` to create and
+`If-Match: <etag>` to replace. ETags are kept and sent without quotes, the one
+spelling that AWS, moto and Ceph RGW 16 all accept. Tree files carry the SHA-1
+of their bytes as user metadata `sha1`, so a HEAD answers "is this content
+already there?" without reading the object.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.errors import StorageUnavailable
+from core.storage.base import ObjectInfo, ObjectNotFound, PreconditionFailed, StoredObject
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+class S3Store:
+    """`ObjectStore` over one bucket and key prefix."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint_url: str | None,
+        region: str | None,
+        addressing_style: str,
+        max_connections: int,
+        scratch_dir: Path | None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        config = Config(
+            s3={"addressing_style": addressing_style},
+            retries={"max_attempts": 4, "mode": "standard"},
+            max_pool_connections=max_connections,
+            connect_timeout=5,
+            read_timeout=60,
+        )
+        self.client: Any = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=config
+        )
+        self.endpoint_url = endpoint_url
+        self.scratch_dir = scratch_dir or Path(tempfile.gettempdir()) / "delta-upload-scratch"
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def ping(self) -> None:
+        with _mapped():
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def get(self, key: str) -> StoredObject:
+        with _mapped(key):
+            reply = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            body = reply["Body"].read()
+        return StoredObject(body=body, etag=_unquote(reply["ETag"]))
+
+    def download(self, key: str, dest: Path) -> None:
+        with _mapped(key):
+            self.client.download_file(self.bucket, self._key(key), str(dest))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            with _mapped(key):
+                reply = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ObjectNotFound:
+            return None
+        sha1 = reply.get("Metadata", {}).get("sha1")
+        return ObjectInfo(size=reply["ContentLength"], etag=_unquote(reply["ETag"]), sha1=sha1)
+
+    def put(self, key: str, body: bytes) -> str:
+        with _mapped(key):
+            reply = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
+        return _unquote(reply["ETag"])
+
+    def put_if_absent(self, key: str, body: bytes) -> str:
+        with _mapped(key):
+            reply = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*"
+            )
+        return _unquote(reply["ETag"])
+
+    def put_if_match(self, key: str, body: bytes, etag: str) -> str:
+        with _mapped(key):
+            reply = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=body, IfMatch=etag
+            )
+        return _unquote(reply["ETag"])
+
+    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None:
+        with _mapped(key), source.open("rb") as body:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=body, Metadata={"sha1": sha1}
+            )
+        if consume:
+            source.unlink(missing_ok=True)
+
+    def put_file_if_absent(self, key: str, source: Path, sha1: str) -> bool:
+        try:
+            with _mapped(key), source.open("rb") as body:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=body,
+                    Metadata={"sha1": sha1},
+                    IfNoneMatch="*",
+                )
+        except PreconditionFailed:
+            return False
+        return True
+
+    def copy(self, source_key: str, dest_key: str) -> None:
+        with _mapped(source_key):
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(dest_key),
+                CopySource={"Bucket": self.bucket, "Key": self._key(source_key)},
+                MetadataDirective="COPY",
+            )
+
+    def delete(self, key: str) -> None:
+        with _mapped():
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        if start_after:
+            params["StartAfter"] = self._key(start_after)
+        strip = len(self.prefix)
+        with _mapped():
+            for page in paginator.paginate(**params):
+                for item in page.get("Contents", []):
+                    yield item["Key"][strip:]
+
+
+def _unquote(etag: str) -> str:
+    return etag.strip('"')
+
+
+class _mapped:
+    """Translate botocore errors into the storage protocol's errors."""
+
+    def __init__(self, key: str = "") -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _NOT_FOUND or status == "404":
+                if code == "NoSuchBucket":
+                    raise StorageUnavailable("the storage bucket does not exist") from None
+                raise ObjectNotFound(self.key) from None
+            if code in _PRECONDITION or status in _PRECONDITION:
+                raise PreconditionFailed(self.key) from None
+            if status.startswith("5") or code in {"SlowDown", "ServiceUnavailable"}:
+                raise StorageUnavailable("object storage answered with an error") from exc
+            raise StorageUnavailable(f"object storage refused the request ({code})") from exc
+        if isinstance(exc, BotoCoreError):
+            raise StorageUnavailable("object storage is unreachable") from exc
+        return False

@@ -1,0 +1,109 @@
+"""Read-only answers about a workspace: status and manifest, straight from storage.
+
+Nothing is cached in the process, so every instance answers the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from core import __version__
+from core.config import Settings
+from core.errors import InvalidRequest
+from core.keys import alias_key, workspace_key
+from core.sequences import HeadRecord, Sequences
+from core.storage import ObjectNotFound, ObjectStore
+from core.workspace import list_files
+
+SUPPORTED_FORMATS = ["tar.gz"]
+
+
+def find_workspace(
+    store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None
+) -> tuple[str, HeadRecord | None]:
+    """The workspace key and head for a path (following the alias a repo id left)."""
+    if not path or "\x00" in path or len(path) > 4096:
+        raise InvalidRequest("workspace_path is required (at most 4096 characters, no NUL)")
+    ws = workspace_key(tenant, path, logical_repo_id)
+    head, _ = Sequences(store, ws, settings.lease_secs).read()
+    if head is not None or logical_repo_id:
+        return ws, head
+    try:
+        aliased = json.loads(store.get(alias_key(tenant, path)).body)["workspace_key"]
+    except ObjectNotFound:
+        return ws, None
+    head, _ = Sequences(store, aliased, settings.lease_secs).read()
+    return (aliased, head) if head is not None else (ws, None)
+
+
+def status(
+    store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None
+) -> dict[str, Any]:
+    ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
+    pending = head.pending if head else None
+    return {
+        "workspace_path": path,
+        "workspace_key": ws,
+        "collection_name": head.collection_name if head else settings.collection_name,
+        "last_sequence": head.last_sequence if head else 0,
+        "last_upload": head.last_upload if head else None,
+        "last_bundle_id": head.last_bundle_id if head else None,
+        "pending_operations": pending.operations if pending else 0,
+        "pending_bundle": (
+            {
+                "bundle_id": pending.bundle_id,
+                "sequence": pending.sequence,
+                "lease_expires_in_s": round(max(0.0, pending.lease_expires_at - time.time()), 1),
+            }
+            if pending
+            else None
+        ),
+        "status": "ready",
+        "server_info": {
+            "version": __version__,
+            "max_bundle_size_mb": settings.max_bundle_size_mb,
+            "supported_formats": SUPPORTED_FORMATS,
+            "storage_backend": store.kind,
+        },
+    }
+
+
+def manifest(
+    store: ObjectStore,
+    settings: Settings,
+    tenant: str,
+    path: str,
+    logical_repo_id: str | None,
+    cursor: str,
+    limit: int | None,
+) -> dict[str, Any]:
+    """One page of `{path: "sha1:<hex>"}` for every file the server holds."""
+    page = limit or settings.manifest_page_limit
+    if not 1 <= page <= settings.manifest_page_limit:
+        raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
+    ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
+    after = _decode_cursor(cursor)
+    files, last = list_files(store, ws, after, page) if head else ({}, "")
+    return {
+        "workspace_path": path,
+        "workspace_key": ws,
+        "last_sequence": head.last_sequence if head else 0,
+        "files": files,
+        "next_cursor": _encode_cursor(last) if last else None,
+    }
+
+
+def _encode_cursor(path: str) -> str:
+    return base64.urlsafe_b64encode(path.encode("utf-8")).decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> str:
+    if not cursor:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise InvalidRequest("cursor is not one this service returned") from None

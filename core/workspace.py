@@ -1,0 +1,194 @@
+"""Applying a bundle's operations to the stored workspace tree, and listing it.
+
+Applying happens in two phases so that a replay after a crash ends exactly like
+one clean run. `make_plan` looks at the tree once, before anything is written,
+and decides every action and every count; the plan is stored write-once with
+the claim. `execute` then carries it out in an order that is safe to repeat:
+
+    1. copies   moves without content: source -> destination (skipped if the
+                destination already holds the expected bytes)
+    2. writes   created / updated / moved-with-content, from the staged members
+    3. deletes  deleted paths and move sources not written again in this bundle
+
+Sources are removed only in step 3, after every copy landed, so a replay that
+finds a source gone finds its destination already in place. Cost is one HEAD
+per operation: it grows with the delta, never with the workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel
+
+from core.bundle import Bundle
+from core.keys import stash_key, tree_key, tree_prefix
+from core.models import Operation, OperationFailure, ProcessedOperations
+from core.storage import ObjectInfo, ObjectNotFound, ObjectStore
+
+PARALLEL_IO = 16
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Copy(BaseModel):
+    source: str
+    source_key: str
+    dest: str
+    sha1: str
+
+
+class Write(BaseModel):
+    path: str
+    member: str
+    sha1: str
+
+
+class ApplyPlan(BaseModel):
+    """Every action and count for one bundle, decided before the first write."""
+
+    bundle_id: str
+    copies: list[Copy] = []
+    writes: list[Write] = []
+    deletes: list[str] = []
+    stashed: list[str] = []
+    processed: ProcessedOperations = ProcessedOperations()
+    failures: list[OperationFailure] = []
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`map` over a thread pool: storage round trips overlap, order is kept."""
+    items = list(items)
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_IO, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
+    ops = bundle.operations
+    looked_up = {p for op in ops for p in (op.target, op.source) if p}
+    infos = dict(zip(looked_up, parallel_map(lambda p: store.head(tree_key(ws, p)), looked_up), strict=True))
+    plan = ApplyPlan(bundle_id=bundle.bundle_id)
+    written = {op.target for op in ops if op.operation != "deleted"}
+    for op in ops:
+        _plan_one(plan, bundle, op, infos, written)
+    _stash_overwritten_sources(store, ws, plan, written)
+    return plan
+
+
+def _plan_one(
+    plan: ApplyPlan,
+    bundle: Bundle,
+    op: Operation,
+    infos: dict[str, ObjectInfo | None],
+    written: set[str],
+) -> None:
+    counts = plan.processed
+    current = infos[op.target]
+    if op.operation == "deleted":
+        if current is None:
+            counts.skipped += 1
+        else:
+            plan.deletes.append(op.target)
+            counts.deleted += 1
+        return
+    staged = bundle.content(op)
+    if op.operation == "moved":
+        if staged is None and not _plan_copy(plan, op, infos[op.source], current):
+            return
+        if op.source not in written:
+            plan.deletes.append(op.source)
+        if staged is None:
+            return
+    assert staged is not None
+    kind: Literal["created", "updated", "moved"] = op.operation
+    if kind == "updated" and current is not None and current.sha1 == staged.sha1:
+        counts.skipped += 1
+        return
+    plan.writes.append(Write(path=op.target, member=f"files/{kind}/{op.target}", sha1=staged.sha1))
+    setattr(counts, kind, getattr(counts, kind) + 1)
+
+
+def _plan_copy(
+    plan: ApplyPlan, op: Operation, source: ObjectInfo | None, dest: ObjectInfo | None
+) -> bool:
+    """Plan a move without content; False when it cannot be done."""
+    if source is None:
+        if dest is not None and op.sha1 is not None and dest.sha1 == op.sha1:
+            plan.processed.moved += 1
+            return True
+        _fail(plan, op, "source_path is not on the server and no content was sent")
+        return False
+    if op.sha1 is not None and source.sha1 is not None and source.sha1 != op.sha1:
+        _fail(plan, op, "content_hash differs from the server's copy of source_path")
+        return False
+    plan.copies.append(Copy(source=op.source, source_key="", dest=op.target, sha1=source.sha1 or ""))
+    plan.processed.moved += 1
+    return True
+
+
+def _stash_overwritten_sources(
+    store: ObjectStore, ws: str, plan: ApplyPlan, written: set[str]
+) -> None:
+    """Copy move sources that this bundle also overwrites (renames in a chain or a
+    swap) aside first, so every copy reads the pre-bundle bytes whatever the order."""
+    for number, step in enumerate(plan.copies):
+        step.source_key = tree_key(ws, step.source)
+        if step.source in written:
+            stash = stash_key(ws, plan.bundle_id, number)
+            store.copy(step.source_key, stash)
+            step.source_key = stash
+            plan.stashed.append(stash)
+
+
+def _fail(plan: ApplyPlan, op: Operation, reason: str) -> None:
+    plan.failures.append(OperationFailure(operation=op.operation, path=op.target, reason=reason))
+    plan.processed.failed += 1
+
+
+def execute(
+    store: ObjectStore, ws: str, plan: ApplyPlan, bundle: Bundle, heartbeat: Callable[[], None]
+) -> None:
+    """Carry out `plan`; safe to run again after a crash part-way through."""
+
+    def copy(step: Copy) -> None:
+        dest = store.head(tree_key(ws, step.dest))
+        if dest is not None and step.sha1 and dest.sha1 == step.sha1:
+            return
+        try:
+            store.copy(step.source_key, tree_key(ws, step.dest))
+        except ObjectNotFound:
+            if dest is None:
+                raise
+
+    def write(step: Write) -> None:
+        staged = bundle.staged[step.member]
+        store.put_file(tree_key(ws, step.path), staged.path, step.sha1, consume=True)
+
+    parallel_map(copy, plan.copies)
+    heartbeat()
+    for batch in _batches(plan.writes, 512):
+        parallel_map(write, batch)
+        heartbeat()
+    parallel_map(lambda path: store.delete(tree_key(ws, path)), plan.deletes)
+
+
+def _batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def list_files(store: ObjectStore, ws: str, after: str, limit: int) -> tuple[dict[str, str], str]:
+    """Up to `limit` `{path: "sha1:<hex>"}` after path `after`, and the last path listed."""
+    prefix = tree_prefix(ws)
+    paths: list[str] = []
+    for key in store.list(prefix, start_after=prefix + after if after else ""):
+        paths.append(key[len(prefix) :])
+        if len(paths) >= limit:
+            break
+    infos = parallel_map(lambda p: store.head(tree_key(ws, p)), paths)
+    files = {p: f"sha1:{info.sha1}" for p, info in zip(paths, infos, strict=True) if info and info.sha1}
+    return files, paths[-1] if len(paths) >= limit else ""

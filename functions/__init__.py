@@ -1,0 +1,1 @@
+"""Thin function handlers: parse HTTP input, call `core`, map errors."""

@@ -1,0 +1,45 @@
+"""functions-framework targets: one per function, plus `service` serving all on one port.
+
+    functions-framework --source functions/main.py --target upload   # one function
+    functions-framework --source functions/main.py --target service  # all of them
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import flask  # noqa: E402
+import functions_framework  # noqa: E402
+
+from core.errors import NotFound  # noqa: E402
+from functions._http import handled  # noqa: E402
+from functions.health import health as _health  # noqa: E402
+from functions.manifest import manifest as _manifest  # noqa: E402
+from functions.status import status as _status  # noqa: E402
+from functions.upload import upload as _upload  # noqa: E402
+
+ROUTES = {
+    "/health": _health,
+    "/ready": _health,
+    "/api/v1/delta/status": _status,
+    "/api/v1/delta/upload": _upload,
+    "/api/v1/delta/manifest": _manifest,
+}
+
+health = functions_framework.http(_health)
+status = functions_framework.http(_status)
+upload = functions_framework.http(_upload)
+manifest = functions_framework.http(_manifest)
+
+
+@functions_framework.http
+@handled
+def service(request: flask.Request) -> flask.Response:
+    """Router target: every function on one port, by path."""
+    handler = ROUTES.get(request.path.rstrip("/") or "/")
+    if handler is None:
+        raise NotFound("no such endpoint")
+    return handler(request)

@@ -1,0 +1,23 @@
+"""GET /api/v1/delta/status?workspace_path=… — the sequence record, from storage."""
+
+from __future__ import annotations
+
+import flask
+
+from core import views
+from core.context import service_context
+from functions._http import handled, json_response, require_method
+
+
+@handled
+def status(request: flask.Request) -> flask.Response:
+    require_method(request, "GET")
+    context = service_context()
+    answer = views.status(
+        context.store,
+        context.settings,
+        tenant="",
+        path=request.args.get("workspace_path", ""),
+        logical_repo_id=request.args.get("logical_repo_id") or None,
+    )
+    return json_response(200, answer)

@@ -1,0 +1,55 @@
+"""POST /api/v1/delta/upload — multipart form of the wire format; synchronous."""
+
+from __future__ import annotations
+
+import flask
+from pydantic import ValidationError
+from werkzeug.datastructures import MultiDict
+
+from core.context import service_context
+from core.errors import InvalidRequest
+from core.models import UploadRequest
+from functions._http import handled, json_response, require_method
+
+FORM_OVERHEAD = 1024 * 1024
+TRUE = {"true", "1", "yes", "y", "on"}
+FALSE = {"false", "0", "no", "n", "off", ""}
+
+
+@handled
+def upload(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    context = service_context()
+    request.max_content_length = context.settings.max_bundle_bytes + FORM_OVERHEAD
+    bundle = request.files.get("bundle")
+    if bundle is None:
+        raise InvalidRequest("the multipart field 'bundle' (the .tar.gz file) is required")
+    result = context.pipeline.upload(_parse_form(request.form), bundle.stream)
+    return json_response(200, result.model_dump(mode="json"))
+
+
+def _parse_form(form: MultiDict[str, str]) -> UploadRequest:
+    sequence = form.get("sequence_number", "").strip()
+    if sequence and not sequence.isdigit():
+        raise InvalidRequest("sequence_number must be a positive integer")
+    try:
+        return UploadRequest(
+            workspace_path=form.get("workspace_path", ""),
+            collection_name=form.get("collection_name") or None,
+            sequence_number=int(sequence) if sequence else None,
+            force=_flag(form.get("force", ""), "force"),
+            source_path=form.get("source_path") or None,
+            logical_repo_id=form.get("logical_repo_id") or None,
+        )
+    except ValidationError as exc:
+        fields = ", ".join(str(e["loc"][0]) for e in exc.errors())
+        raise InvalidRequest(f"invalid form field(s): {fields}") from None
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in TRUE:
+        return True
+    if lowered in FALSE:
+        return False
+    raise InvalidRequest(f"{name} must be true or false")

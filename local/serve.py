@@ -1,0 +1,45 @@
+"""`make run`: check the settings, then serve every function on one port.
+
+Runs functions-framework (gunicorn) in the foreground with the router target
+`service`; SIGTERM and SIGINT stop it cleanly. A bad setting stops start-up
+here with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from core.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        sys.exit(f"delta-upload: {exc}")
+    print(
+        f"delta-upload: serving on http://{settings.upload_service_host}:"
+        f"{settings.upload_service_port} (storage {settings.resolved_storage_url}, "
+        f"qdrant {settings.qdrant_url})",
+        file=sys.stderr,
+        flush=True,
+    )
+    binary = Path(sys.executable).with_name("functions-framework")
+    os.execv(
+        binary,
+        [
+            str(binary),
+            "--source", str(ROOT / "functions" / "main.py"),
+            "--target", "service",
+            "--host", settings.upload_service_host,
+            "--port", str(settings.upload_service_port),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
