@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     qdrant_url: str = "http://qdrant:6333"
     qdrant_api_key: str | None = None
     collection_name: str = Field("my-collection", min_length=1, max_length=255)
+    qdrant_shard_number: int | None = Field(None, ge=1, le=1024)
+    qdrant_replication_factor: int | None = Field(None, ge=1, le=64)
+    qdrant_write_consistency_factor: int | None = Field(None, ge=1, le=64)
+    qdrant_write_ordering: Literal["weak", "medium", "strong"] | None = None
+
+    indexing_enabled: bool = True
+    embedding_model: str = Field("wordllama", min_length=1)
+    embedding_cache_dir: str | None = None
+    index_max_file_kb: int = Field(1024, ge=1, le=1_048_576)
 
     work_dir: str = "/work"
     storage_url: str | None = None

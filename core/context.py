@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from core.config import Settings, load_settings
+from core.indexing.indexer import Indexer
 from core.logs import configure_logging
 from core.pipeline import Pipeline
 from core.qdrant import QdrantHandle
@@ -26,8 +27,12 @@ class ServiceContext:
         return open_store(self.settings)
 
     @cached_property
+    def indexer(self) -> Indexer | None:
+        return Indexer(self.settings, self.qdrant) if self.settings.indexing_enabled else None
+
+    @cached_property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.settings, self.store)
+        return Pipeline(self.settings, self.store, self.indexer)
 
     @cached_property
     def qdrant(self) -> QdrantHandle:

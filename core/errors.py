@@ -7,6 +7,7 @@
     │     DUPLICATE_MEMBER, CONFLICTING_OPERATIONS, HASH_MISMATCH, SIZE_MISMATCH
     ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
     ├── NotFound                    NOT_FOUND            404
+    ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405
     ├── SequenceMismatch            SEQUENCE_MISMATCH    409
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
     ├── Unavailable (transient; carries Retry-After)
@@ -62,6 +63,11 @@ class BundleTooLarge(DeltaError):
 class NotFound(DeltaError):
     code = "NOT_FOUND"
     http_status = 404
+
+
+class MethodNotAllowed(DeltaError):
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
 
 
 class SequenceMismatch(DeltaError):

@@ -119,6 +119,18 @@ class UploadRequest(BaseModel):
         return value
 
 
+class IndexingStats(BaseModel):
+    """What indexing one bundle cost and did."""
+
+    chunks_embedded: int = 0
+    points_upserted: int = 0
+    points_deleted: int = 0
+    points_repointed: int = 0
+    files_skipped: int = 0
+    embed_ms: float = 0.0
+    write_ms: float = 0.0
+
+
 class UploadResult(BaseModel):
     """The outcome of one bundle; stored, and repeated for a duplicate."""
 
@@ -131,6 +143,7 @@ class UploadResult(BaseModel):
     next_sequence: int
     processed_operations: ProcessedOperations
     failures: list[OperationFailure] = []
+    indexing: IndexingStats | None = None
     processing_time_ms: float
     committed_at: str
     duplicate: bool = False

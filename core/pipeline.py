@@ -3,8 +3,11 @@
     1 read    stream the upload to scratch (size-capped), then `core.bundle`
     2 keep    raw bundle -> bundles/<ws>/<bundle_id>.tar.gz, write-once
     3 claim   `core.sequences`: next number, or duplicate / busy / stalled
-    4 apply   `core.workspace`: plan (stored write-once), then execute
-    5 commit  journal entry, result record, then the head (the commit point)
+    4 plan    `core.workspace.make_plan`, stored write-once with the claim
+    5 index   `core.indexing`: Qdrant brought in line with the plan, from the
+              staged bytes (so nothing is read back from storage)
+    6 apply   `core.workspace.execute`: copies, writes, deletes on the tree
+    7 commit  journal entry, result record, then the head (the commit point)
 
 Each step is keyed by bundle id and safe to repeat, so a client retry, a
 redelivered event or an instance that died part-way all converge on the state
@@ -28,6 +31,8 @@ from typing import IO
 from core.bundle import Bundle, BundleLimits, open_bundle
 from core.config import Settings
 from core.errors import BundleIdConflict, BundleTooLarge, ProcessingError, WorkspaceBusy
+from core.indexing.indexer import Indexer
+from core.indexing.sync import IndexTarget
 from core.keys import alias_key, journal_key, plan_key, raw_bundle_key, result_key, workspace_key
 from core.models import UploadRequest, UploadResult
 from core.sequences import (
@@ -71,9 +76,10 @@ def spooled(stream: IO[bytes], scratch: Path, limit: int) -> Iterator[tuple[Path
 class Pipeline:
     """Processes bundles against one store; stateless between calls."""
 
-    def __init__(self, settings: Settings, store: ObjectStore) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore, indexer: Indexer | None) -> None:
         self.settings = settings
         self.store = store
+        self.indexer = indexer
         self.limits = BundleLimits(
             max_uncompressed_bytes=settings.max_uncompressed_bytes,
             max_members=settings.max_bundle_members,
@@ -103,6 +109,8 @@ class Pipeline:
                 requested_sequence=request.sequence_number or bundle.manifest.sequence_number,
                 force=request.force,
             )
+            if self.indexer is not None:
+                self.indexer.prepare(collection)
             if request.logical_repo_id:
                 self._remember_alias(request, ws)
             return self._claim_and_apply(ws, claim, bundle, started)
@@ -184,6 +192,17 @@ class Pipeline:
         lease = _Lease(sequences, mine)
         try:
             plan = self._plan(ws, bundle)
+            indexing = None
+            if self.indexer is not None:
+                target = IndexTarget(
+                    collection=mine.collection_name,
+                    workspace=ws,
+                    repo=claim.logical_repo_id or ws.rsplit("-", 1)[0],
+                    bundle_id=bundle.bundle_id,
+                    sequence=mine.sequence,
+                )
+                indexing = self.indexer.index(target, plan, bundle)
+                lease.heartbeat()
             execute(self.store, ws, plan, bundle, lease.heartbeat)
             result = UploadResult(
                 bundle_id=bundle.bundle_id,
@@ -194,6 +213,7 @@ class Pipeline:
                 next_sequence=mine.sequence + 1,
                 processed_operations=plan.processed,
                 failures=plan.failures,
+                indexing=indexing,
                 processing_time_ms=round((time.monotonic() - started) * 1000, 1),
                 committed_at=utc_now(),
             )

@@ -81,7 +81,7 @@ def manifest(
     limit: int | None,
 ) -> dict[str, Any]:
     """One page of `{path: "sha1:<hex>"}` for every file the server holds."""
-    page = limit or settings.manifest_page_limit
+    page = settings.manifest_page_limit if limit is None else limit
     if not 1 <= page <= settings.manifest_page_limit:
         raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
     ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)

@@ -10,7 +10,7 @@ from typing import Any
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from core.errors import BundleTooLarge, InvalidRequest, error_response
+from core.errors import BundleTooLarge, InvalidRequest, MethodNotAllowed, error_response
 
 log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
@@ -49,4 +49,4 @@ def _error(exc: BaseException) -> flask.Response:
 
 def require_method(request: flask.Request, *methods: str) -> None:
     if request.method not in methods:
-        raise InvalidRequest(f"use {' or '.join(methods)} for {request.path}")
+        raise MethodNotAllowed(f"use {' or '.join(methods)} for this endpoint")

@@ -1,0 +1,1 @@
+"""Indexing of applied deltas into Qdrant: chunking, lexical and dense vectors, sync."""

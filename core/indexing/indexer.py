@@ -1,0 +1,84 @@
+"""The indexing step of the pipeline: one object per process, Qdrant errors mapped here.
+
+The embedder is loaded on first use (cold starts stay short). Qdrant failures
+that a retry can cure become `IndexUnavailable` (503 with Retry-After); a
+request Qdrant refuses as malformed is a `ProcessingError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from core.bundle import Bundle
+from core.config import Settings
+from core.errors import DeltaError, IndexUnavailable, ProcessingError
+from core.indexing.collection import ensure_collection
+from core.indexing.embedders import Embedder, open_embedder
+from core.indexing.sync import IndexTarget, QdrantSync
+from core.models import IndexingStats
+from core.qdrant import QdrantHandle, is_remote
+from core.workspace import ApplyPlan
+
+T = TypeVar("T")
+
+
+class Indexer:
+    def __init__(self, settings: Settings, qdrant: QdrantHandle) -> None:
+        self.settings = settings
+        self.qdrant = qdrant
+        self._embedder: Embedder | None = None
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = open_embedder(self.settings.embedding_model,
+                                               self.settings.embedding_cache_dir)
+            return self._embedder
+
+    def prepare(self, collection: str) -> None:
+        """Create or check the collection (once per process and collection)."""
+        if collection in self._ready:
+            return
+        embedder = self.embedder
+        with _qdrant_errors():
+            ensure_collection(
+                self.qdrant.client(), collection, embedder.name, embedder.dim,
+                remote=is_remote(self.settings.qdrant_url),
+                shard_number=self.settings.qdrant_shard_number,
+                replication_factor=self.settings.qdrant_replication_factor,
+                write_consistency_factor=self.settings.qdrant_write_consistency_factor,
+            )
+        self._ready.add(collection)
+
+    def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
+        self.prepare(target.collection)
+        sync = QdrantSync(self.qdrant.client(), self.embedder, target,
+                          max_file_bytes=self.settings.index_max_file_kb * 1024,
+                          ordering=self.settings.qdrant_write_ordering)
+        with _qdrant_errors():
+            return sync.run(plan, bundle)
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(client)` with Qdrant errors mapped (for search and status)."""
+        with _qdrant_errors():
+            return fn(self.qdrant.client())
+
+
+@contextmanager
+def _qdrant_errors() -> Iterator[None]:
+    try:
+        yield
+    except DeltaError:
+        raise
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            raise ProcessingError(f"Qdrant refused a request ({status})") from exc
+        raise IndexUnavailable(f"Qdrant is unavailable ({type(exc).__name__})",
+                               retry_after_s=5) from exc

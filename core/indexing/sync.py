@@ -1,0 +1,250 @@
+"""Bringing Qdrant in line with one bundle's plan: exactly the work the delta needs.
+
+Point ids are UUIDv5 of (workspace, path, chunk text hash, occurrence), so the
+same content at the same path always has the same id. For each written file
+the wanted ids are compared with the ids Qdrant already holds for that path:
+only missing chunks are built, and their dense vectors are first looked up by
+chunk hash among the workspace's existing points (a file moved with content, or
+re-sent under another path, costs no embedding); the rest are embedded. New
+points are written before stale ones are deleted, so a file never drops out of
+search mid-update. A move without content re-creates the source's points at the
+destination with their stored vectors. Deleted paths lose their points.
+Every step is safe to repeat, so a retried bundle leaves no duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.bundle import Bundle
+from core.indexing.chunker import chunk_text
+from core.indexing.collection import DENSE, LEXICAL
+from core.indexing.embedders import Embedder
+from core.indexing.languages import decode_text, language_of
+from core.indexing.lexical import sparse_vector
+from core.models import IndexingStats
+from core.workspace import ApplyPlan
+
+NAMESPACE = uuid.UUID("6f0b7a52-3f0e-4b8e-9a57-2f1f3c0de1a5")
+FILES_PER_BATCH = 128
+SCROLL_PAGE = 1024
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """Where one bundle's points go and what they carry besides the chunk."""
+
+    collection: str
+    workspace: str
+    repo: str
+    bundle_id: str
+    sequence: int
+
+
+@dataclass
+class _Wanted:
+    id: str
+    path: str
+    chunk_hash: str
+    payload: dict[str, Any]
+    sparse: tuple[list[int], list[float]] = field(default=([], []))
+
+
+def point_id(workspace: str, path: str, chunk_hash: str, occurrence: int) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{workspace}\n{path}\n{chunk_hash}\n{occurrence}"))
+
+
+class QdrantSync:
+    """Applies one plan to one collection."""
+
+    def __init__(self, client: Any, embedder: Embedder, target: IndexTarget,
+                 max_file_bytes: int, ordering: str | None) -> None:
+        from qdrant_client import models
+
+        self.models = models
+        self.client = client
+        self.embedder = embedder
+        self.target = target
+        self.max_file_bytes = max_file_bytes
+        self.ordering = models.WriteOrdering(ordering) if ordering else None
+        self.stats = IndexingStats()
+
+    # public -------------------------------------------------------------------
+    def run(self, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
+        writes = [(w.path, bundle.staged[w.member].path.read_bytes, w.sha1) for w in plan.writes]
+        for start in range(0, len(writes), FILES_PER_BATCH):
+            self._sync_files(writes[start : start + FILES_PER_BATCH])
+        if plan.copies:
+            self._repoint({c.source: c.dest for c in plan.copies})
+        if plan.deletes:
+            self._delete_ids([p.id for p in self._existing(plan.deletes, vectors=False)])
+        return self.stats
+
+    # written files ------------------------------------------------------------
+    def _sync_files(self, files: list[tuple[str, Any, str]]) -> None:
+        wanted: list[_Wanted] = []
+        for path, read, sha1 in files:
+            data = read()
+            text = decode_text(data) if len(data) <= self.max_file_bytes else None
+            if text is None:
+                self.stats.files_skipped += 1
+                continue
+            wanted.extend(self._chunks(path, text, sha1))
+        existing = {str(p.id): p for p in self._existing([f[0] for f in files], vectors=False)}
+        missing = [w for w in wanted if w.id not in existing]
+        moved_lines = [w for w in wanted if w.id in existing and _span(existing[w.id].payload)
+                       != (w.payload["metadata"]["start_line"], w.payload["metadata"]["end_line"])]
+        self._upsert(missing, self._dense_for(missing))
+        self._set_payloads(moved_lines)
+        keep = {w.id for w in wanted}
+        self._delete_ids([pid for pid in existing if pid not in keep])
+
+    def _chunks(self, path: str, text: str, sha1: str) -> Iterator[_Wanted]:
+        language = language_of(path)
+        seen: Counter[str] = Counter()
+        for chunk in chunk_text(text, language):
+            digest = hashlib.sha1(chunk.text.encode("utf-8")).hexdigest()
+            seen[digest] += 1
+            yield _Wanted(
+                id=point_id(self.target.workspace, path, digest, seen[digest]),
+                path=path,
+                chunk_hash=digest,
+                payload=self._payload(path, language, chunk.start_line, chunk.end_line,
+                                      chunk.text, f"sha1:{sha1}", digest),
+                sparse=sparse_vector(f"{path}\n{chunk.text}"),
+            )
+
+    def _payload(self, path: str, language: str, start: int, end: int, code: str,
+                 file_hash: str, chunk_hash: str) -> dict[str, Any]:
+        return {
+            "workspace": self.target.workspace,
+            "bundle_id": self.target.bundle_id,
+            "sequence": self.target.sequence,
+            "chunk_hash": chunk_hash,
+            "metadata": {"path": path, "language": language, "start_line": start,
+                         "end_line": end, "code": code, "file_hash": file_hash,
+                         "repo": self.target.repo},
+        }
+
+    def _dense_for(self, missing: list[_Wanted]) -> list[list[float]]:
+        """Dense vectors for `missing`: reused by chunk hash where the workspace has one."""
+        if not self.embedder.dim or not missing:
+            return [[] for _ in missing]
+        reuse = self._vectors_by_hash({w.chunk_hash for w in missing})
+        todo = [w for w in missing if w.chunk_hash not in reuse]
+        started = time.monotonic()
+        fresh = self.embedder.embed([w.payload["metadata"]["code"] for w in todo]) if todo else []
+        self.stats.embed_ms += (time.monotonic() - started) * 1000
+        self.stats.chunks_embedded += len(todo)
+        reuse.update({w.chunk_hash: v for w, v in zip(todo, fresh, strict=True)})
+        return [reuse[w.chunk_hash] for w in missing]
+
+    def _vectors_by_hash(self, hashes: set[str]) -> dict[str, list[float]]:
+        m = self.models
+        found: dict[str, list[float]] = {}
+        chunk_filter = m.Filter(must=[self._in_workspace(),
+                                      m.FieldCondition(key="chunk_hash", match=m.MatchAny(any=sorted(hashes)))])
+        for point in self._scroll(chunk_filter, vectors=[DENSE]):
+            vector = (point.vector or {}).get(DENSE)
+            if vector is not None:
+                found.setdefault(point.payload["chunk_hash"], list(vector))
+        return found
+
+    # moves without content ---------------------------------------------------
+    def _repoint(self, moves: dict[str, str]) -> None:
+        sources = self._existing(list(moves), vectors=True)
+        dests = {str(p.id) for p in self._existing(list(moves.values()), vectors=False)}
+        seen: Counter[tuple[str, str]] = Counter()
+        points = []
+        for point in sorted(sources, key=lambda p: (p.payload["metadata"]["path"],
+                                                     p.payload["metadata"]["start_line"])):
+            meta = dict(point.payload["metadata"])
+            dest = moves[meta["path"]]
+            digest = point.payload["chunk_hash"]
+            seen[(dest, digest)] += 1
+            meta["path"] = dest
+            payload = {**point.payload, "metadata": meta, "bundle_id": self.target.bundle_id,
+                       "sequence": self.target.sequence}
+            new_id = point_id(self.target.workspace, dest, digest, seen[(dest, digest)])
+            points.append(self.models.PointStruct(id=new_id, vector=point.vector or {}, payload=payload))
+        self._write(points)
+        self.stats.points_repointed += len(points)
+        keep = {str(p.id) for p in points}
+        self._delete_ids([pid for pid in dests if pid not in keep])
+
+    # qdrant calls ------------------------------------------------------------
+    def _in_workspace(self) -> Any:
+        m = self.models
+        return m.FieldCondition(key="workspace", match=m.MatchValue(value=self.target.workspace))
+
+    def _existing(self, paths: list[str], vectors: bool | list[str]) -> list[Any]:
+        if not paths:
+            return []
+        m = self.models
+        path_filter = m.Filter(must=[self._in_workspace(),
+                                     m.FieldCondition(key="metadata.path", match=m.MatchAny(any=paths))])
+        return list(self._scroll(path_filter, vectors=vectors))
+
+    def _scroll(self, scroll_filter: Any, vectors: bool | list[str]) -> Iterator[Any]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.target.collection, scroll_filter=scroll_filter, limit=SCROLL_PAGE,
+                offset=offset, with_payload=True, with_vectors=vectors,
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def _upsert(self, wanted: list[_Wanted], dense: list[list[float]]) -> None:
+        m = self.models
+        points = []
+        for item, vector in zip(wanted, dense, strict=True):
+            vectors: dict[str, Any] = {LEXICAL: m.SparseVector(indices=item.sparse[0], values=item.sparse[1])}
+            if vector:
+                vectors[DENSE] = vector
+            points.append(m.PointStruct(id=item.id, vector=vectors, payload=item.payload))
+        self._write(points)
+
+    def _write(self, points: list[Any]) -> None:
+        if not points:
+            return
+        started = time.monotonic()
+        for start in range(0, len(points), 256):
+            self.client.upsert(self.target.collection, points=points[start : start + 256],
+                               wait=True, ordering=self.ordering)
+        self.stats.points_upserted += len(points)
+        self.stats.write_ms += (time.monotonic() - started) * 1000
+
+    def _set_payloads(self, items: list[_Wanted]) -> None:
+        if not items:
+            return
+        m = self.models
+        started = time.monotonic()
+        operations = [m.SetPayloadOperation(set_payload=m.SetPayload(payload=i.payload, points=[i.id]))
+                      for i in items]
+        for start in range(0, len(operations), 256):
+            self.client.batch_update_points(self.target.collection, operations[start : start + 256],
+                                            wait=True, ordering=self.ordering)
+        self.stats.write_ms += (time.monotonic() - started) * 1000
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        started = time.monotonic()
+        self.client.delete(self.target.collection,
+                           points_selector=self.models.PointIdsList(points=ids),
+                           wait=True, ordering=self.ordering)
+        self.stats.points_deleted += len(ids)
+        self.stats.write_ms += (time.monotonic() - started) * 1000
+
+
+def _span(payload: dict[str, Any]) -> tuple[int, int]:
+    meta = payload.get("metadata", {})
+    return meta.get("start_line", 0), meta.get("end_line", 0)

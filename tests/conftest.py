@@ -1,0 +1,55 @@
+"""Fixtures shared by every test tier: S3 credentials for boto3, a moto S3 server, storage backends."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.storage.base import ObjectStore
+from core.storage.filesystem import FilesystemStore
+from core.storage.s3 import S3Store
+from tests.support.moto_server import create_bucket, moto_server
+
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_aws_credentials() -> Iterator[None]:
+    """boto3 (in tests and in service subprocesses) signs with throw-away keys."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_AWS.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One moto S3 server for the whole test session."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_store(moto_endpoint: str, tmp_path: Path) -> S3Store:
+    """An S3Store on a fresh moto bucket, prefix "svc"."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    create_bucket(moto_endpoint, bucket)
+    return S3Store(bucket, "svc", endpoint_url=moto_endpoint, region="us-east-1",
+                   addressing_style="path", max_connections=16, scratch_dir=tmp_path / "scratch")
+
+
+@pytest.fixture
+def fs_store(tmp_path: Path) -> FilesystemStore:
+    return FilesystemStore(tmp_path / "storage")
+
+
+@pytest.fixture(params=["filesystem", "moto"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    """Every storage backend in turn, for contract tests."""
+    name = "fs_store" if request.param == "filesystem" else "s3_store"
+    backend: ObjectStore = request.getfixturevalue(name)
+    return backend
