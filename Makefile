@@ -25,6 +25,9 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+bench: $(STAMP)
+	$(BIN)/python -m local.bench.indexing
+
 lint: $(STAMP)
 	$(BIN)/ruff check core functions local tests
 	$(BIN)/mypy

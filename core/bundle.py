@@ -34,6 +34,7 @@ COPY_CHUNK = 1024 * 1024
 MANIFEST = "manifest.json"
 OPERATIONS = "metadata/operations.json"
 CONTENT_KINDS = ("created", "updated", "moved")
+LAYOUT_FOLDERS = ("files/", "metadata/")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -150,7 +151,7 @@ def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) 
 
 def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
     prefix = _layout_prefix(members)
-    staged = {name[len(prefix) :]: f for name, f in members.items() if name.startswith(prefix)}
+    staged = {name[len(prefix) :]: f for name, f in members.items()}
     manifest = _parse(staged, MANIFEST, Manifest, limits)
     if not BUNDLE_ID.match(manifest.bundle_id):
         raise InvalidBundle("manifest bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
@@ -163,15 +164,22 @@ def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
 
 
 def _layout_prefix(members: dict[str, StagedFile]) -> str:
-    """'' when the bundle's files are at the root, else the one leading folder."""
+    """'' when the bundle's files are at the root, else the one leading folder;
+    every member must then lie in the layout (manifest.json, files/, metadata/)."""
     if MANIFEST in members:
-        return ""
-    tops = {name.split("/", 1)[0] for name in members}
-    if len(tops) == 1:
-        top = next(iter(tops))
-        if f"{top}/{MANIFEST}" in members:
-            return top + "/"
-    raise InvalidBundle("bundle has no manifest.json", code="MISSING_MEMBER")
+        prefix = ""
+    else:
+        tops = {name[: -len(MANIFEST) - 1] for name in members
+                if name.endswith("/" + MANIFEST) and name.count("/") == 1}
+        if len(tops) != 1:
+            raise InvalidBundle("bundle has no manifest.json", code="MISSING_MEMBER")
+        prefix = tops.pop() + "/"
+    for name in members:
+        relative = name[len(prefix):] if name.startswith(prefix) else None
+        if relative is None or not (relative == MANIFEST or relative.startswith(LAYOUT_FOLDERS)):
+            raise InvalidBundle(f"member {name[:120]!r} is outside the bundle layout",
+                                code="UNEXPECTED_MEMBER")
+    return prefix
 
 
 def _parse(
@@ -182,7 +190,7 @@ def _parse(
         raise BundleTooLarge(f"{name} exceeds the metadata size limit", code="BUNDLE_LIMIT_EXCEEDED")
     try:
         data: Any = json.loads(member.path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # undecodable bytes, bad JSON, or an integer past Python's digit limit
         raise InvalidBundle(f"{name} is not valid UTF-8 JSON") from None
     except RecursionError:
         raise InvalidBundle(f"{name} is nested too deeply") from None
@@ -222,7 +230,14 @@ def _check_operations(bundle: Bundle) -> None:
         if op.operation in CONTENT_KINDS:
             _check_content(bundle, op, where)
             referenced.add(f"files/{op.operation}/{target}")
-    _check_nesting(targets)
+    deleted = {op.target for op in bundle.operations if op.operation == "deleted"}
+    sources = {op.source for op in bundle.operations if op.operation == "moved"}
+    if deleted & sources:
+        raise InvalidBundle(
+            f"{sorted(deleted & sources)[0]!r} is both deleted and moved away",
+            code="CONFLICTING_OPERATIONS",
+        )
+    _check_nesting(targets - deleted)
     stray = sorted(n for n in bundle.staged if n.startswith("files/") and n not in referenced)
     if stray:
         raise InvalidBundle(f"member {stray[0]!r} belongs to no operation", code="UNEXPECTED_MEMBER")

@@ -44,12 +44,15 @@ _context: ServiceContext | None = None
 
 
 def service_context() -> ServiceContext:
-    """The process-wide context, created on first use from the environment."""
+    """The process-wide context, created on first use from the environment.
+
+    Raises `ConfigError` naming the variable when a setting is bad; function
+    modules call it at import so that a bad setting stops start-up.
+    """
     global _context
     with _lock:
         if _context is None:
             context = ServiceContext(load_settings())
             configure_logging(context.settings.upload_service_log_level)
-            context.store  # noqa: B018 - open storage inside the lock, once
             _context = context
         return _context

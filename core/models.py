@@ -129,6 +129,7 @@ class IndexingStats(BaseModel):
     files_skipped: int = 0
     embed_ms: float = 0.0
     write_ms: float = 0.0
+    index_ms: float = 0.0
 
 
 class UploadResult(BaseModel):

@@ -94,7 +94,6 @@ class Pipeline:
             open_bundle(raw, scratch, self.limits) as bundle,
         ):
             ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
-            self._keep(ws, bundle.bundle_id, raw, raw_sha1)
             collection = (
                 request.collection_name
                 or bundle.manifest.collection_name
@@ -109,8 +108,10 @@ class Pipeline:
                 requested_sequence=request.sequence_number or bundle.manifest.sequence_number,
                 force=request.force,
             )
+            Sequences(self.store, ws, self.settings.lease_secs).precheck(claim)
             if self.indexer is not None:
                 self.indexer.prepare(collection)
+            self._keep(ws, bundle.bundle_id, raw, raw_sha1)
             if request.logical_repo_id:
                 self._remember_alias(request, ws)
             return self._claim_and_apply(ws, claim, bundle, started)

@@ -25,8 +25,29 @@ def open_qdrant(settings: Settings) -> Any:
     if is_remote(url):
         return QdrantClient(url=url, api_key=settings.qdrant_api_key, timeout=10)
     if url == ":memory:":
-        return QdrantClient(location=":memory:")
-    return QdrantClient(path=url.removeprefix("file://"))
+        return Serialized(QdrantClient(location=":memory:"))
+    return Serialized(QdrantClient(path=url.removeprefix("file://")))
+
+
+class Serialized:
+    """The embedded (local-mode) client is not made for concurrent callers: this
+    proxy lets the threads of one process share it, one call at a time."""
+
+    _lock = threading.RLock()
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
 
 
 class QdrantHandle:

@@ -151,6 +151,19 @@ class Sequences:
         result = UploadResult.model_validate_json(stored.body)
         return result if result.sequence_number <= head.last_sequence else None
 
+    def precheck(self, claim: BundleClaim) -> None:
+        """Refuse an explicit sequence number that cannot be next, before anything is
+        stored; the conditional write in `claim` still decides races."""
+        if claim.requested_sequence is None or claim.force:
+            return
+        head, _ = self.read()
+        if head is None:
+            _check_requested(claim, 1)
+        elif self.committed_result(head, claim.bundle_id) is None:
+            pending = head.pending
+            if pending is None or pending.bundle_id != claim.bundle_id:
+                _check_requested(claim, (pending.sequence if pending else head.last_sequence) + 1)
+
     def claim(self, claim: BundleClaim) -> ClaimOutcome:
         """One decision of the table above, retried until a conditional write lands."""
         while True:

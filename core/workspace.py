@@ -5,18 +5,20 @@ one clean run. `make_plan` looks at the tree once, before anything is written,
 and decides every action and every count; the plan is stored write-once with
 the claim. `execute` then carries it out in an order that is safe to repeat:
 
-    1. copies   moves without content: source -> destination (skipped if the
+    1. removals deleted paths (so a file may become a folder and back)
+    2. copies   moves without content: source -> destination (skipped if the
                 destination already holds the expected bytes)
-    2. writes   created / updated / moved-with-content, from the staged members
-    3. deletes  deleted paths and move sources not written again in this bundle
+    3. writes   created / updated / moved-with-content, from the staged members
+    4. deletes  move sources not written again in this bundle
 
-Sources are removed only in step 3, after every copy landed, so a replay that
+Sources are removed only in step 4, after every copy landed, so a replay that
 finds a source gone finds its destination already in place. Cost is one HEAD
 per operation: it grows with the delta, never with the workspace.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
@@ -26,8 +28,9 @@ from pydantic import BaseModel
 from core.bundle import Bundle
 from core.keys import stash_key, tree_key, tree_prefix
 from core.models import Operation, OperationFailure, ProcessedOperations
-from core.storage import ObjectInfo, ObjectNotFound, ObjectStore
+from core.storage import ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
 
+log = logging.getLogger(__name__)
 PARALLEL_IO = 16
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,15 +47,18 @@ class Write(BaseModel):
     path: str
     member: str
     sha1: str
+    replaces: bool = False  # the tree held a file at `path` before this bundle
+    moved_from: str | None = None
 
 
 class ApplyPlan(BaseModel):
     """Every action and count for one bundle, decided before the first write."""
 
     bundle_id: str
+    removals: list[str] = []  # deleted paths: cleared first, making way for writes
     copies: list[Copy] = []
     writes: list[Write] = []
-    deletes: list[str] = []
+    deletes: list[str] = []  # move sources: removed last, after every copy landed
     stashed: list[str] = []
     processed: ProcessedOperations = ProcessedOperations()
     failures: list[OperationFailure] = []
@@ -73,10 +79,45 @@ def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
     infos = dict(zip(looked_up, parallel_map(lambda p: store.head(tree_key(ws, p)), looked_up), strict=True))
     plan = ApplyPlan(bundle_id=bundle.bundle_id)
     written = {op.target for op in ops if op.operation != "deleted"}
+    blocked = _blocked_paths(store, ws, ops, infos, written)
     for op in ops:
-        _plan_one(plan, bundle, op, infos, written)
+        if op.target in blocked:
+            _fail(plan, op, blocked[op.target])
+        else:
+            _plan_one(plan, bundle, op, infos, written)
     _stash_overwritten_sources(store, ws, plan, written)
     return plan
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        yield "/".join(parts[:depth])
+
+
+def _blocked_paths(
+    store: ObjectStore,
+    ws: str,
+    ops: list[Operation],
+    infos: dict[str, ObjectInfo | None],
+    written: set[str],
+) -> dict[str, str]:
+    """New paths that cannot become files: a file of the tree stands where one of
+    their folders must be, or a folder of the tree stands at the path itself.
+    (The bundle's own deletions run before its writes, so they clear the way.)"""
+    deleted = {op.target for op in ops if op.operation == "deleted"}
+    fresh = [p for p in written if infos[p] is None]
+    parents = {a for p in fresh for a in _ancestors(p)} - written - deleted
+    files = {a for a, info in zip(parents, parallel_map(
+        lambda a: store.head(tree_key(ws, a)), parents), strict=True) if info is not None}
+    emptied = {a for d in deleted for a in _ancestors(d)}
+    folders = parallel_map(lambda p: p not in emptied and store.is_folder(tree_key(ws, p)), fresh)
+    blocked = {p: "a folder of the workspace stands at this path"
+               for p, folder in zip(fresh, folders, strict=True) if folder}
+    for path in fresh:
+        if any(a in files for a in _ancestors(path)):
+            blocked[path] = "a file of the workspace stands where this path needs a folder"
+    return blocked
 
 
 def _plan_one(
@@ -92,7 +133,7 @@ def _plan_one(
         if current is None:
             counts.skipped += 1
         else:
-            plan.deletes.append(op.target)
+            plan.removals.append(op.target)
             counts.deleted += 1
         return
     staged = bundle.content(op)
@@ -105,10 +146,13 @@ def _plan_one(
             return
     assert staged is not None
     kind: Literal["created", "updated", "moved"] = op.operation
-    if kind == "updated" and current is not None and current.sha1 == staged.sha1:
+    if kind != "moved" and current is not None and current.sha1 == staged.sha1:
         counts.skipped += 1
         return
-    plan.writes.append(Write(path=op.target, member=f"files/{kind}/{op.target}", sha1=staged.sha1))
+    plan.writes.append(Write(
+        path=op.target, member=f"files/{kind}/{op.target}", sha1=staged.sha1,
+        replaces=current is not None, moved_from=op.source if kind == "moved" else None,
+    ))
     setattr(counts, kind, getattr(counts, kind) + 1)
 
 
@@ -166,8 +210,12 @@ def execute(
 
     def write(step: Write) -> None:
         staged = bundle.staged[step.member]
-        store.put_file(tree_key(ws, step.path), staged.path, step.sha1, consume=True)
+        try:
+            store.put_file(tree_key(ws, step.path), staged.path, step.sha1, consume=True)
+        except PathConflict:  # planning refuses these; a tree changed by hand can still hold one
+            log.warning("skipped %s: it conflicts with a file or folder of the tree", step.path)
 
+    parallel_map(lambda path: store.delete(tree_key(ws, path)), plan.removals)
     parallel_map(copy, plan.copies)
     heartbeat()
     for batch in _batches(plan.writes, 512):

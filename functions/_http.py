@@ -31,13 +31,33 @@ def handled(fn: Handler) -> Handler:
         try:
             return fn(request)
         except RequestEntityTooLarge:
-            return _error(BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB"))
+            return _unread_body_error(BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB"))
         except HTTPException as exc:
             return _error(InvalidRequest(f"malformed request: {exc.name}"))
         except Exception as exc:  # noqa: BLE001 - mapped to a 5xx envelope below
             return _error(exc)
 
     return wrapper
+
+
+def _unread_body_error(exc: BaseException) -> flask.Response:
+    """An error answered without reading the rest of the body: functions-framework
+    drains the request after non-streamed responses, which would hit the size
+    limit again, so the answer is streamed and the connection closed."""
+    status, body, headers = error_response(exc)
+    payload = flask.json.dumps(body).encode()
+    return flask.Response(iter([payload]), status=status, mimetype="application/json",
+                          headers={**headers, "Connection": "close"})
+
+
+def positive_int(value: str, name: str) -> int | None:
+    """A decimal ASCII integer >= 1, None when empty; `InvalidRequest` otherwise."""
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 18 or int(value) < 1:
+        raise InvalidRequest(f"{name} must be a positive integer")
+    return int(value)
 
 
 def _error(exc: BaseException) -> flask.Response:

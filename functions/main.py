@@ -14,12 +14,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import flask  # noqa: E402
 import functions_framework  # noqa: E402
 
+from core.context import service_context  # noqa: E402
 from core.errors import NotFound  # noqa: E402
 from functions._http import handled  # noqa: E402
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
 from functions.status import status as _status  # noqa: E402
 from functions.upload import upload as _upload  # noqa: E402
+
+service_context()  # a bad setting stops start-up here, naming the variable
 
 ROUTES = {
     "/health": _health,

@@ -6,17 +6,13 @@ import flask
 
 from core import views
 from core.context import service_context
-from core.errors import InvalidRequest
-from functions._http import handled, json_response, require_method
+from functions._http import handled, json_response, positive_int, require_method
 
 
 @handled
 def manifest(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     context = service_context()
-    limit = request.args.get("limit", "")
-    if limit and not limit.isdigit():
-        raise InvalidRequest("limit must be a positive integer")
     answer = views.manifest(
         context.store,
         context.settings,
@@ -24,6 +20,6 @@ def manifest(request: flask.Request) -> flask.Response:
         path=request.args.get("workspace_path", ""),
         logical_repo_id=request.args.get("logical_repo_id") or None,
         cursor=request.args.get("cursor", ""),
-        limit=int(limit) if limit else None,
+        limit=positive_int(request.args.get("limit", ""), "limit"),
     )
     return json_response(200, answer)

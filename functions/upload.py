@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 from core.context import service_context
 from core.errors import InvalidRequest
 from core.models import UploadRequest
-from functions._http import handled, json_response, require_method
+from functions._http import handled, json_response, positive_int, require_method
 
 FORM_OVERHEAD = 1024 * 1024
 TRUE = {"true", "1", "yes", "y", "on"}
@@ -29,14 +29,12 @@ def upload(request: flask.Request) -> flask.Response:
 
 
 def _parse_form(form: MultiDict[str, str]) -> UploadRequest:
-    sequence = form.get("sequence_number", "").strip()
-    if sequence and not sequence.isdigit():
-        raise InvalidRequest("sequence_number must be a positive integer")
+    sequence = positive_int(form.get("sequence_number", ""), "sequence_number")
     try:
         return UploadRequest(
             workspace_path=form.get("workspace_path", ""),
             collection_name=form.get("collection_name") or None,
-            sequence_number=int(sequence) if sequence else None,
+            sequence_number=sequence,
             force=_flag(form.get("force", ""), "force"),
             source_path=form.get("source_path") or None,
             logical_repo_id=form.get("logical_repo_id") or None,

@@ -1,8 +1,9 @@
 """`make run`: check the settings, then serve every function on one port.
 
 Runs functions-framework (gunicorn) in the foreground with the router target
-`service`; SIGTERM and SIGINT stop it cleanly. A bad setting stops start-up
-here with a message that names the variable.
+`service`; SIGTERM and SIGINT stop it cleanly. A bad setting, or an embedding
+model that cannot be loaded, stops start-up here with a message that names the
+variable.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from core.config import ConfigError, load_settings
+from core.indexing.embedders import EmbedderError, open_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     try:
         settings = load_settings()
-    except ConfigError as exc:
+        if settings.indexing_enabled:
+            open_embedder(settings.embedding_model, settings.embedding_cache_dir)
+    except (ConfigError, EmbedderError) as exc:
         sys.exit(f"delta-upload: {exc}")
     print(
         f"delta-upload: serving on http://{settings.upload_service_host}:"

@@ -73,7 +73,7 @@ def _chunk(lines: list[str], start: int, end: int) -> Chunk:
 
 def _syntax_spans(node: Any, first: int, last: int, max_lines: int) -> list[tuple[int, int]]:
     """0-based inclusive line spans covering [first, last], cut at definition borders."""
-    spans: list[tuple[int, int]] = []
+    pieces: list[tuple[int, int, bool]] = []  # (start, end, is_definition)
     gap_start = first
     for child in node.children:
         start, end = child.start_point[0], child.end_point[0]
@@ -83,30 +83,43 @@ def _syntax_spans(node: Any, first: int, last: int, max_lines: int) -> list[tupl
         if start > end:
             continue
         if start > gap_start:
-            spans.extend(_cut(gap_start, start - 1, max_lines))
+            pieces.extend((s, e, False) for s, e in _cut(gap_start, start - 1, max_lines))
         if end - start + 1 <= max_lines or not child.children:
-            spans.extend(_cut(start, end, max_lines))
+            pieces.extend((s, e, True) for s, e in _cut(start, end, max_lines))
         else:
-            spans.extend(_syntax_spans(child, start, end, max_lines))
+            pieces.extend((s, e, True) for s, e in _syntax_spans(child, start, end, max_lines))
         gap_start = end + 1
     if gap_start <= last:
-        spans.extend(_cut(gap_start, last, max_lines))
-    return _merge_small(spans, max_lines)
+        pieces.extend((s, e, False) for s, e in _cut(gap_start, last, max_lines))
+    return _attach_gaps(pieces, max_lines)
 
 
 def _cut(start: int, end: int, max_lines: int) -> list[tuple[int, int]]:
     return [(s, min(s + max_lines - 1, end)) for s in range(start, end + 1, max_lines)]
 
 
-def _merge_small(spans: list[tuple[int, int]], max_lines: int) -> list[tuple[int, int]]:
-    """Join neighbouring spans while they fit, so tiny fragments do not become chunks."""
-    merged: list[tuple[int, int]] = []
-    for start, end in spans:
-        if merged and end - merged[-1][0] + 1 <= max_lines // 4:
-            merged[-1] = (merged[-1][0], end)
+def _attach_gaps(pieces: list[tuple[int, int, bool]], max_lines: int) -> list[tuple[int, int]]:
+    """Keep definitions whole and apart; a short stretch between them (comments,
+    decorators, imports) joins the definition after it when both fit."""
+    spans: list[tuple[int, int]] = []
+    carry: tuple[int, int] | None = None
+    for start, end, definition in pieces:
+        if carry is not None and definition and end - carry[0] + 1 <= max_lines and (
+            carry[1] - carry[0] + 1 <= max_lines // 4
+        ):
+            spans.append((carry[0], end))
+            carry = None
+            continue
+        if carry is not None:
+            spans.append(carry)
+            carry = None
+        if definition:
+            spans.append((start, end))
         else:
-            merged.append((start, end))
-    return merged
+            carry = (start, end)
+    if carry is not None:
+        spans.append(carry)
+    return spans
 
 
 _local = threading.local()

@@ -58,11 +58,17 @@ class WordLlamaEmbedder:
         self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> list[list[float]]:
+        """Embed in batches of similar length: padding, not maths, is the cost here
+        (sorting alone more than halves the time on source code)."""
         if not texts:
             return []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with self._lock:
-            vectors = self._model.embed(texts, norm=True)
-        return [list(map(float, row)) for row in vectors]
+            vectors = self._model.embed([texts[i] for i in order], norm=True, batch_size=128)
+        result: list[list[float]] = [[] for _ in texts]
+        for position, index in enumerate(order):
+            result[index] = vectors[position].tolist()
+        return result
 
 
 class FastEmbedEmbedder:

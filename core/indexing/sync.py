@@ -29,7 +29,7 @@ from core.indexing.embedders import Embedder
 from core.indexing.languages import decode_text, language_of
 from core.indexing.lexical import sparse_vector
 from core.models import IndexingStats
-from core.workspace import ApplyPlan
+from core.workspace import ApplyPlan, Write
 
 NAMESPACE = uuid.UUID("6f0b7a52-3f0e-4b8e-9a57-2f1f3c0de1a5")
 FILES_PER_BATCH = 128
@@ -77,33 +77,38 @@ class QdrantSync:
 
     # public -------------------------------------------------------------------
     def run(self, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
-        writes = [(w.path, bundle.staged[w.member].path.read_bytes, w.sha1) for w in plan.writes]
-        for start in range(0, len(writes), FILES_PER_BATCH):
-            self._sync_files(writes[start : start + FILES_PER_BATCH])
+        started = time.monotonic()
+        for start in range(0, len(plan.writes), FILES_PER_BATCH):
+            self._sync_files(plan.writes[start : start + FILES_PER_BATCH], bundle)
         if plan.copies:
             self._repoint({c.source: c.dest for c in plan.copies})
-        if plan.deletes:
-            self._delete_ids([p.id for p in self._existing(plan.deletes, vectors=False)])
+        gone = plan.removals + plan.deletes
+        if gone:
+            self._delete_ids([p.id for p in self._existing(gone, vectors=False)])
+        self.stats.index_ms = (time.monotonic() - started) * 1000
         return self.stats
 
     # written files ------------------------------------------------------------
-    def _sync_files(self, files: list[tuple[str, Any, str]]) -> None:
+    def _sync_files(self, writes: list[Write], bundle: Bundle) -> None:
         wanted: list[_Wanted] = []
-        for path, read, sha1 in files:
-            data = read()
+        for write in writes:
+            data = bundle.staged[write.member].path.read_bytes()
             text = decode_text(data) if len(data) <= self.max_file_bytes else None
             if text is None:
                 self.stats.files_skipped += 1
                 continue
-            wanted.extend(self._chunks(path, text, sha1))
-        existing = {str(p.id): p for p in self._existing([f[0] for f in files], vectors=False)}
-        missing = [w for w in wanted if w.id not in existing]
-        moved_lines = [w for w in wanted if w.id in existing and _span(existing[w.id].payload)
+            wanted.extend(self._chunks(write.path, text, write.sha1))
+        held = {str(p.id): p for p in self._retrieve([w.id for w in wanted])}
+        missing = [w for w in wanted if w.id not in held]
+        moved_lines = [w for w in wanted if w.id in held and _span(held[w.id].payload)
                        != (w.payload["metadata"]["start_line"], w.payload["metadata"]["end_line"])]
-        self._upsert(missing, self._dense_for(missing))
+        sources = [w.moved_from for w in writes if w.moved_from]
+        self._upsert(missing, self._dense_for(missing, sources))
         self._set_payloads(moved_lines)
         keep = {w.id for w in wanted}
-        self._delete_ids([pid for pid in existing if pid not in keep])
+        replaced = [w.path for w in writes if w.replaces]
+        self._delete_ids([str(p.id) for p in self._existing(replaced, vectors=False)
+                          if str(p.id) not in keep])
 
     def _chunks(self, path: str, text: str, sha1: str) -> Iterator[_Wanted]:
         language = language_of(path)
@@ -132,11 +137,16 @@ class QdrantSync:
                          "repo": self.target.repo},
         }
 
-    def _dense_for(self, missing: list[_Wanted]) -> list[list[float]]:
-        """Dense vectors for `missing`: reused by chunk hash where the workspace has one."""
+    def _dense_for(self, missing: list[_Wanted], moved_from: list[str]) -> list[list[float]]:
+        """Dense vectors for `missing`; chunks of files moved with their content reuse
+        the vectors stored for the same chunk at the old path."""
         if not self.embedder.dim or not missing:
             return [[] for _ in missing]
-        reuse = self._vectors_by_hash({w.chunk_hash for w in missing})
+        reuse: dict[str, list[float]] = {}
+        for point in self._existing(moved_from, vectors=[DENSE]):
+            vector = (point.vector or {}).get(DENSE)
+            if vector is not None:
+                reuse.setdefault(point.payload["chunk_hash"], list(vector))
         todo = [w for w in missing if w.chunk_hash not in reuse]
         started = time.monotonic()
         fresh = self.embedder.embed([w.payload["metadata"]["code"] for w in todo]) if todo else []
@@ -144,17 +154,6 @@ class QdrantSync:
         self.stats.chunks_embedded += len(todo)
         reuse.update({w.chunk_hash: v for w, v in zip(todo, fresh, strict=True)})
         return [reuse[w.chunk_hash] for w in missing]
-
-    def _vectors_by_hash(self, hashes: set[str]) -> dict[str, list[float]]:
-        m = self.models
-        found: dict[str, list[float]] = {}
-        chunk_filter = m.Filter(must=[self._in_workspace(),
-                                      m.FieldCondition(key="chunk_hash", match=m.MatchAny(any=sorted(hashes)))])
-        for point in self._scroll(chunk_filter, vectors=[DENSE]):
-            vector = (point.vector or {}).get(DENSE)
-            if vector is not None:
-                found.setdefault(point.payload["chunk_hash"], list(vector))
-        return found
 
     # moves without content ---------------------------------------------------
     def _repoint(self, moves: dict[str, str]) -> None:
@@ -190,6 +189,14 @@ class QdrantSync:
         path_filter = m.Filter(must=[self._in_workspace(),
                                      m.FieldCondition(key="metadata.path", match=m.MatchAny(any=paths))])
         return list(self._scroll(path_filter, vectors=vectors))
+
+    def _retrieve(self, ids: list[str]) -> list[Any]:
+        """Points by id: a lookup, not a scan, on a server and in embedded mode alike."""
+        found: list[Any] = []
+        for start in range(0, len(ids), SCROLL_PAGE):
+            found.extend(self.client.retrieve(self.target.collection, ids=ids[start : start + SCROLL_PAGE],
+                                              with_payload=True, with_vectors=False))
+        return found
 
     def _scroll(self, scroll_filter: Any, vectors: bool | list[str]) -> Iterator[Any]:
         offset = None

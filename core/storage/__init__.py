@@ -10,6 +10,7 @@ from core.storage.base import (
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
+    PathConflict,
     PreconditionFailed,
     StoredObject,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
+    "PathConflict",
     "PreconditionFailed",
     "StoredObject",
     "open_store",

@@ -31,6 +31,10 @@ class PreconditionFailed(Exception):
     """A conditional write lost: the object exists, or its etag changed."""
 
 
+class PathConflict(Exception):
+    """A folder backend cannot hold a file where a folder is, or the reverse."""
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """An object's bytes with the etag to use in a later `put_if_match`."""
@@ -84,6 +88,10 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[str]: ...
+
+    def is_folder(self, key: str) -> bool:
+        """Whether any object's key starts with `key + "/"`."""
+        ...
 
 
 def sha1_of_file(path: Path) -> str:

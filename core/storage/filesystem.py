@@ -24,6 +24,7 @@ from core.errors import StorageUnavailable
 from core.storage.base import (
     ObjectInfo,
     ObjectNotFound,
+    PathConflict,
     PreconditionFailed,
     StoredObject,
     sha1_of_file,
@@ -83,7 +84,7 @@ class FilesystemStore:
             sha1 = sha1_of_file(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return ObjectInfo(size=stat.st_size, etag=f"{sha1[:16]}-{stat.st_ino}", sha1=sha1)
+        return ObjectInfo(size=stat.st_size, etag=f"{sha1[:16]}-{stat.st_ino}-{stat.st_mtime_ns}", sha1=sha1)
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
         """Keys under `prefix` in byte order (as S3 lists them), after `start_after`."""
@@ -112,14 +113,15 @@ class FilesystemStore:
             elif key > after:
                 yield key
 
+    def is_folder(self, key: str) -> bool:
+        return self._path(key).is_dir()
+
     # writes -------------------------------------------------------------
     def _temp_for(self, path: Path) -> Path:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise StorageUnavailable("a file stands where a folder is needed") from None
-        except NotADirectoryError:
-            raise StorageUnavailable("a file stands where a folder is needed") from None
+        except (FileExistsError, NotADirectoryError):
+            raise PathConflict("a file stands where a folder is needed") from None
         return path.with_name(f"{path.name}{TEMP_MARK}{uuid.uuid4().hex}")
 
     def _write_bytes(self, path: Path, body: bytes, *, durable: bool) -> Path:
@@ -155,7 +157,7 @@ class FilesystemStore:
             os.replace(temp, path)
         except IsADirectoryError:
             temp.unlink()
-            raise StorageUnavailable("a folder stands where a file is to be written") from None
+            raise PathConflict("a folder stands where a file is to be written") from None
 
     def put_file_if_absent(self, key: str, source: Path, sha1: str) -> bool:
         path = self._path(key)

@@ -99,10 +99,15 @@ class S3Store:
         return _unquote(reply["ETag"])
 
     def put_if_match(self, key: str, body: bytes, etag: str) -> str:
-        with _mapped(key):
-            reply = self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=body, IfMatch=etag
-            )
+        try:
+            with _mapped(key):
+                reply = self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=body, IfMatch=etag
+                )
+        except ObjectNotFound:
+            # S3 (and moto) answer If-Match on a missing key with 404 NoSuchKey;
+            # the protocol calls that a lost condition, as the filesystem does.
+            raise PreconditionFailed(key) from None
         return _unquote(reply["ETag"])
 
     def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None:
@@ -139,6 +144,11 @@ class S3Store:
     def delete(self, key: str) -> None:
         with _mapped():
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def is_folder(self, key: str) -> bool:
+        with _mapped():
+            reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key) + "/", MaxKeys=1)
+        return bool(reply.get("KeyCount", 0))
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -198,3 +198,20 @@ def test_unknown_endpoint_and_wrong_method(service: ServiceProcess) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
     wrong = requests.get(service.url + "/api/v1/delta/upload", timeout=10)
     assert wrong.status_code == 405 and wrong.json()["success"] is False
+
+
+def test_a_file_becomes_a_folder_and_back_and_conflicts_are_reported(
+    service: ServiceProcess, probe: StorageProbe, workspace: str
+) -> None:
+    ws = service.upload(BundleBuilder().created("a", b"file a").created("d/x", b"x").build(),
+                        workspace).json()["workspace_key"]
+    swap = service.upload(BundleBuilder().deleted("a").created("a/b", b"now a folder")
+                          .deleted("d/x").created("d", b"now a file").build(), workspace)
+    assert swap.status_code == 200, swap.text
+    assert probe.tree(ws) == {"a/b": b"now a folder", "d": b"now a file"}
+    clash = service.upload(BundleBuilder().created("d/inner", b"?").created("a", b"?")
+                           .created("ok.txt", b"fine").build(), workspace).json()
+    assert clash["success"] is True
+    assert clash["processed_operations"]["failed"] == 2
+    assert sorted(f["path"] for f in clash["failures"]) == ["a", "d/inner"]
+    assert probe.tree(ws) == {"a/b": b"now a folder", "d": b"now a file", "ok.txt": b"fine"}

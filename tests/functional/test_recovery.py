@@ -59,6 +59,10 @@ def settings(root: Path, **overrides: Any) -> Settings:
     return Settings(work_dir=str(root), qdrant_url=":memory:", **overrides)
 
 
+def storage_only(config: Settings, store: Any) -> Pipeline:
+    return Pipeline(config, store, indexer=None)
+
+
 def upload(pipeline: Pipeline, bundle: bytes) -> Any:
     return pipeline.upload(UploadRequest(workspace_path=WORKSPACE), io.BytesIO(bundle))
 
@@ -78,22 +82,22 @@ def ten_files(prefix: str, version: bytes) -> BundleBuilder:
 def test_retry_after_a_failure_midway_finishes_the_same_bundle(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     config = settings(tmp_path)
-    base = upload(Pipeline(config, indexer=None, store=store), ten_files("src", b"v1").build())
+    base = upload(storage_only(config, store), ten_files("src", b"v1").build())
     update = BundleBuilder()
     for i in range(10):
         update.updated(f"src/{i}.py", b"v2" + str(i).encode(), previous=b"v1" + str(i).encode())
     raw = update.build()
     with pytest.raises(Crash):
-        upload(Pipeline(config, indexer=None, store=FaultyStore(store, writes_ok=4)), raw)  # type: ignore[arg-type]
+        upload(storage_only(config, FaultyStore(store, writes_ok=4)), raw)  # type: ignore[arg-type]
     head, _ = Sequences(store, WS, 60).read()
     assert head is not None and head.last_sequence == 1 and head.pending is not None
-    result = upload(Pipeline(config, indexer=None, store=store), raw)
+    result = upload(storage_only(config, store), raw)
     assert result.sequence_number == 2 and not result.duplicate
     assert result.processed_operations.updated == 10, "a replay counts like one clean run"
     assert result.processed_operations.skipped == 0
     assert tree(store) == {f"src/{i}.py": b"v2" + str(i).encode() for i in range(10)}
     assert base.sequence_number == 1
-    again = upload(Pipeline(config, indexer=None, store=store), raw)
+    again = upload(storage_only(config, store), raw)
     assert again.duplicate and again.sequence_number == 2
 
 
@@ -102,17 +106,17 @@ def test_a_dead_instances_claim_is_replayed_from_the_raw_bundle(tmp_path: Path) 
     config = settings(tmp_path, lease_secs=0.5, claim_wait_secs=5)
     stalled = ten_files("old", b"o").build()
     with pytest.raises(Crash):
-        upload(Pipeline(config, indexer=None, store=FaultyStore(store, writes_ok=3, dead=True)), stalled)  # type: ignore[arg-type]
+        upload(storage_only(config, FaultyStore(store, writes_ok=3, dead=True)), stalled)  # type: ignore[arg-type]
     head, _ = Sequences(store, WS, 60).read()
     assert head is not None and head.pending is not None and head.pending.lease_expires_at > 0
     assert (tmp_path / raw_bundle_key(WS, head.pending.bundle_id)).is_file()
     time.sleep(0.6)
-    newer = upload(Pipeline(config, indexer=None, store=store), BundleBuilder().created("new.py", b"n").build())
+    newer = upload(storage_only(config, store), BundleBuilder().created("new.py", b"n").build())
     assert newer.sequence_number == 2, "the stalled bundle keeps number 1"
     files = tree(store)
     assert files["new.py"] == b"n"
     assert all(files[f"old/{i}.py"] == b"o" + str(i).encode() for i in range(10))
-    retried = upload(Pipeline(config, indexer=None, store=store), stalled)
+    retried = upload(storage_only(config, store), stalled)
     assert retried.duplicate and retried.sequence_number == 1
     assert retried.processed_operations.created == 10
 
@@ -121,11 +125,11 @@ def test_a_live_claim_makes_others_wait_then_answers_busy(tmp_path: Path) -> Non
     store = FilesystemStore(tmp_path)
     config = settings(tmp_path, lease_secs=30, claim_wait_secs=0.5)
     with pytest.raises(Crash):
-        upload(Pipeline(config, indexer=None, store=FaultyStore(store, writes_ok=0, dead=True)),  # type: ignore[arg-type]
+        upload(storage_only(config, FaultyStore(store, writes_ok=0, dead=True)),  # type: ignore[arg-type]
                BundleBuilder().created("a", b"a").build())
     started = time.monotonic()
     with pytest.raises(WorkspaceBusy) as busy:
-        upload(Pipeline(config, indexer=None, store=store), BundleBuilder().created("b", b"b").build())
+        upload(storage_only(config, store), BundleBuilder().created("b", b"b").build())
     assert time.monotonic() - started >= 0.5
     assert 1 <= busy.value.retry_after_s <= 30
     assert "Retry-After" in busy.value.headers()

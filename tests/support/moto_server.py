@@ -48,7 +48,9 @@ def moto_server(log_path: Path | None = None, startup_timeout: float = 20.0) -> 
             _stop(process)
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], port: int, timeout: float, log: IO[bytes]) -> None:
+def _wait_until_answering(
+    process: subprocess.Popen[bytes], port: int, timeout: float, log: IO[bytes]
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

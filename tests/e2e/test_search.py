@@ -1,0 +1,87 @@
+"""Index code nobody here wrote through the upload endpoint, then find it with `search`.
+
+The corpus is the Python sources of the installed `requests` package. Queries
+are the first lines of a few of its docstrings; each must find its file among
+the top 5 hits of `delta-upload search`, run as a user would, against the
+embedded Qdrant folder the service wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import requests as requests_package
+
+from tests.support.bundles import BundleBuilder
+from tests.support.service import ServiceProcess
+
+CLI = Path(sys.executable).with_name("delta-upload")
+WORKSPACE = "/work/requests-src"
+FUNCTIONS = {  # function -> file in the requests package
+    "get_encoding_from_headers": "utils.py",
+    "merge_setting": "sessions.py",
+    "_basic_auth_str": "auth.py",
+    "dict_from_cookiejar": "utils.py",
+    "default_user_agent": "utils.py",
+}
+
+
+def docstring_queries(root: Path) -> dict[str, str]:
+    """First docstring line of each function in FUNCTIONS, read from the sources."""
+    queries = {}
+    for name, file in FUNCTIONS.items():
+        tree = ast.parse((root / file).read_text())
+        node = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name)
+        doc = ast.get_docstring(node)
+        assert doc, f"{file}:{name} has no docstring"
+        queries[doc.strip().splitlines()[0]] = file
+    return queries
+
+
+def search(env: dict[str, str], query: str, *extra: str) -> list[dict[str, object]]:
+    done = subprocess.run(
+        [str(CLI), "search", query, "--workspace-path", WORKSPACE, "--collection", "corpus",
+         "--limit", "5", "--json", *extra],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    return list(json.loads(done.stdout))
+
+
+def test_docstring_queries_find_their_files_and_deletes_leave_search(tmp_path: Path) -> None:
+    source = Path(requests_package.__file__).parent
+    builder = BundleBuilder(collection_name="corpus")
+    files = sorted(source.glob("*.py"))
+    for path in files:
+        builder.created(f"requests/{path.name}", path.read_bytes())
+    env = {"WORK_DIR": str(tmp_path / "storage"), "QDRANT_URL": str(tmp_path / "qdrant")}
+    service = ServiceProcess(env, tmp_path / "service.log").start()
+    try:
+        first = service.upload(builder.build(), WORKSPACE)
+        assert first.status_code == 200, first.text
+        indexing = first.json()["indexing"]
+        assert indexing["points_upserted"] >= len(files) and indexing["chunks_embedded"] > 0
+    finally:
+        assert service.stop() == 0
+    cli_env = {**service.env}
+    for query, file in docstring_queries(source).items():
+        hits = search(cli_env, query)
+        assert f"requests/{file}" in [h["path"] for h in hits], (query, hits)
+        assert all({"path", "start_line", "end_line", "score"} <= set(h) for h in hits)
+    text = subprocess.run([str(CLI), "search", "basic auth header", "--workspace-path", WORKSPACE,
+                           "--collection", "corpus"], env=cli_env, capture_output=True,
+                          text=True, timeout=120, check=True).stdout
+    assert "requests/auth.py:" in text and "score=" in text
+
+    service = ServiceProcess(env, tmp_path / "service2.log").start()
+    try:
+        gone = service.upload(BundleBuilder(collection_name="corpus").deleted("requests/auth.py")
+                              .build(), WORKSPACE)
+        assert gone.status_code == 200 and gone.json()["indexing"]["points_deleted"] > 0
+    finally:
+        assert service.stop() == 0
+    hits = search(cli_env, "Returns a Basic Auth string.")
+    assert "requests/auth.py" not in [h["path"] for h in hits]
