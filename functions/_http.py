@@ -50,6 +50,15 @@ def _unread_body_error(exc: BaseException) -> flask.Response:
                           headers={**headers, "Connection": "close"})
 
 
+def workspace_args(request: flask.Request) -> dict[str, Any]:
+    """The query parameters that name a workspace, as `core.views` takes them."""
+    return {
+        "tenant": "",
+        "path": request.args.get("workspace_path", ""),
+        "logical_repo_id": request.args.get("logical_repo_id") or None,
+    }
+
+
 def positive_int(value: str, name: str) -> int | None:
     """A decimal ASCII integer >= 1, None when empty; `InvalidRequest` otherwise."""
     value = value.strip()

@@ -6,7 +6,13 @@ import flask
 
 from core import views
 from core.context import service_context
-from functions._http import handled, json_response, positive_int, require_method
+from functions._http import (
+    handled,
+    json_response,
+    positive_int,
+    require_method,
+    workspace_args,
+)
 
 
 @handled
@@ -16,9 +22,7 @@ def manifest(request: flask.Request) -> flask.Response:
     answer = views.manifest(
         context.store,
         context.settings,
-        tenant="",
-        path=request.args.get("workspace_path", ""),
-        logical_repo_id=request.args.get("logical_repo_id") or None,
+        **workspace_args(request),
         cursor=request.args.get("cursor", ""),
         limit=positive_int(request.args.get("limit", ""), "limit"),
     )

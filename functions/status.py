@@ -6,18 +6,12 @@ import flask
 
 from core import views
 from core.context import service_context
-from functions._http import handled, json_response, require_method
+from functions._http import handled, json_response, require_method, workspace_args
 
 
 @handled
 def status(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     context = service_context()
-    answer = views.status(
-        context.store,
-        context.settings,
-        tenant="",
-        path=request.args.get("workspace_path", ""),
-        logical_repo_id=request.args.get("logical_repo_id") or None,
-    )
+    answer = views.status(context.store, context.settings, **workspace_args(request))
     return json_response(200, answer)

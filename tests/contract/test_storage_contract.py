@@ -296,19 +296,16 @@ def _assert_counter(store: ObjectStore, total: int) -> None:
     assert len(record["log"]) == len(set(record["log"])) == total
 
 
-def test_threads_racing_on_put_if_match_lose_no_increment(store: ObjectStore) -> None:
+@pytest.mark.parametrize(("runner", "writers", "each"), [
+    (run_in_threads, WRITERS, 5), (run_in_processes, PROCESSES, 10),
+], ids=["threads", "processes"])
+def test_writers_racing_on_put_if_match_lose_no_increment(
+    store: ObjectStore, runner: Any, writers: int, each: int
+) -> None:
     _start_counter(store)
     params = backend_params(store)
-    lost = run_in_threads(increment, [(params, f"t{i}", 5) for i in range(WRITERS)])
-    _assert_counter(store, WRITERS * 5)
-    print(f"{store.kind}: {sum(lost)} conditional writes lost and retried")
-
-
-def test_processes_racing_on_put_if_match_lose_no_increment(store: ObjectStore) -> None:
-    _start_counter(store)
-    params = backend_params(store)
-    lost = run_in_processes(increment, [(params, f"p{i}", 10) for i in range(PROCESSES)])
-    _assert_counter(store, PROCESSES * 10)
+    lost = runner(increment, [(params, f"w{i}", each) for i in range(writers)])
+    _assert_counter(store, writers * each)
     print(f"{store.kind}: {sum(lost)} conditional writes lost and retried")
 
 
