@@ -1,66 +1,194 @@
-"""`delta-upload`: the project's command line.
+"""`delta-upload`: keep a workspace in sync with the service, and look at what it indexed.
 
-    delta-upload search "query" --workspace-path /work/myrepo [--collection C] [--limit N] [--json]
+    delta-upload push PATH --endpoint URL [--collection C] [--force]
+    delta-upload watch PATH --endpoint URL [--interval S]
+    delta-upload status PATH --endpoint URL
+    delta-upload bundle PATH -o FILE
+    delta-upload smoke --url URL
+    delta-upload search "query" --workspace-path /work/myrepo [--collection C] [--limit N]
 
-Opens Qdrant exactly as the service does (the same settings: QDRANT_URL,
-EMBEDDING_MODEL, COLLECTION_NAME, …). An embedded Qdrant folder can be open in
-one process at a time: stop the service, or point both at a Qdrant server.
+Every command takes --json (machine-readable output) and --quiet (no progress,
+only errors). Exit codes: 0 success, 1 the operation failed, 2 bad usage or settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
-from core.config import ConfigError, load_settings
-from core.errors import DeltaError
-from core.indexing.indexer import Indexer
-from core.indexing.search import hybrid_search
-from core.keys import workspace_key
-from core.qdrant import QdrantHandle
+from core.client import RemoteUploadClient, SyncResult
+from core.client.transport import Refused, TransportError
 
-SNIPPET_LINES = 3
+MAX_WATCH_BACKOFF_S = 300.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 0
+    except (TransportError, Refused) as exc:
+        _fail(args, str(exc))
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="delta-upload", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    search = commands.add_parser("search", help="hybrid search over an indexed workspace")
+
+    def command(name: str, help_text: str, run: Any, workspace: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if workspace:
+            sub.add_argument("path", type=Path, help="the local workspace folder")
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+        sub.set_defaults(run=run)
+        return sub
+
+    def remote(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--endpoint", required=True, help="service URL, e.g. http://127.0.0.1:8002")
+        sub.add_argument("--collection", help="Qdrant collection for this workspace")
+        sub.add_argument("--remote-path", help="workspace path on the server (default /work/<folder>)")
+        sub.add_argument("--cache-dir", type=Path, help="where the local sync record is kept")
+        sub.add_argument("--retries", type=int, default=5, help="retries of a failing request")
+
+    push = command("push", "upload what changed since the last push", _push)
+    remote(push)
+    push.add_argument("--force", action="store_true", help="send force=True with each bundle")
+    watch = command("watch", "keep pushing changes until interrupted", _watch)
+    remote(watch)
+    watch.add_argument("--interval", type=float, default=2.0, help="seconds between scans")
+    watch.add_argument("--rounds", type=int, default=0, help="stop after N scans (0: never)")
+    remote(command("status", "the server's status for this workspace", _status))
+    bundle = command("bundle", "write the bundle(s) a push would send, without sending", _bundle)
+    bundle.add_argument("-o", "--output", type=Path, required=True, help="bundle file to write")
+    bundle.add_argument("--endpoint", help="diff against what was pushed to this service "
+                        "(without it, every file is new)")
+    bundle.add_argument("--collection")
+    bundle.add_argument("--remote-path")
+    bundle.add_argument("--cache-dir", type=Path)
+    smoke = command("smoke", "check health, status and an upload against a service", _smoke,
+                    workspace=False)
+    smoke.add_argument("--url", required=True)
+    search = command("search", "hybrid search over an indexed workspace", _search, workspace=False)
     search.add_argument("query")
     search.add_argument("--workspace-path", help="limit hits to this workspace (as uploaded)")
     search.add_argument("--logical-repo-id", help="the repo id the workspace was uploaded with")
     search.add_argument("--collection", help="collection (default: COLLECTION_NAME)")
     search.add_argument("--limit", type=int, default=10)
-    search.add_argument("--json", action="store_true", help="print a JSON list of hits")
-    args = parser.parse_args(argv)
-    try:
-        return _search(args)
-    except (ConfigError, DeltaError) as exc:
-        print(f"delta-upload: {exc}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def _client(args: argparse.Namespace, endpoint: str = "http://unused.invalid") -> RemoteUploadClient:
+    if not args.path.is_dir():
+        raise SystemExit(f"delta-upload: {args.path} is not a folder")
+    return RemoteUploadClient(
+        getattr(args, "endpoint", None) or endpoint, args.path,
+        collection_name=args.collection, remote_path=args.remote_path,
+        cache_dir=args.cache_dir, retries=getattr(args, "retries", 5),
+        force=getattr(args, "force", False), progress=_interactive(args),
+    )
+
+
+def _push(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.sync()
+    _report_sync(args, result)
+    return 0 if result.success else 1
+
+
+def _watch(args: argparse.Namespace) -> int:
+    delay = args.interval
+    rounds = 0
+    with _client(args) as client:
+        while not args.rounds or rounds < args.rounds:
+            rounds += 1
+            result = client.sync()
+            if result.bundles_sent or not result.success:
+                _report_sync(args, result)
+            delay = args.interval if result.success else min(MAX_WATCH_BACKOFF_S, delay * 2)
+            if not args.rounds or rounds < args.rounds:
+                time.sleep(delay)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        answer = client.status()
+    if args.json:
+        print(json.dumps(answer))
+    elif not args.quiet:
+        print(f"{answer['workspace_path']}: sequence {answer['last_sequence']}, "
+              f"collection {answer['collection_name']}, last upload {answer['last_upload']}, "
+              f"pending operations {answer['pending_operations']}")
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    with _client(args) as client, tempfile.TemporaryDirectory() as work:
+        built = client.build_bundles(Path(work))
+        written = []
+        for number, path in enumerate(built, start=1):
+            target = args.output if number == 1 else args.output.with_name(
+                f"{args.output.name.removesuffix('.tar.gz')}.{number}.tar.gz")
+            shutil.copyfile(path, target)
+            written.append(str(target))
+    if args.json:
+        print(json.dumps({"bundles": written}))
+    elif not args.quiet:
+        print("no changes" if not written else "\n".join(written))
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from core.client.smoke import run_smoke
+
+    checks = run_smoke(args.url)
+    for name, ok, detail in checks:
+        if args.json:
+            print(json.dumps({"check": name, "ok": ok, "detail": detail}))
+        else:
+            print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
 
 
 def _search(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    indexer = Indexer(settings, QdrantHandle(settings))
-    collection = args.collection or settings.collection_name
-    workspace = (workspace_key("", args.workspace_path, args.logical_repo_id)
-                 if args.workspace_path else None)
-    hits = indexer.call(lambda client: hybrid_search(
-        client, indexer.embedder, collection, workspace, args.query, max(1, args.limit)))
+    from core.search_cli import run_search
+
+    return run_search(args)
+
+
+def _report_sync(args: argparse.Namespace, result: SyncResult) -> None:
     if args.json:
-        print(json.dumps([{"path": h.path, "start_line": h.start_line, "end_line": h.end_line,
-                           "score": round(h.score, 6)} for h in hits]))
-        return 0
-    for hit in hits:
-        print(f"{hit.path}:{hit.start_line}-{hit.end_line}  score={hit.score:.4f}")
-        for line in hit.code.splitlines()[:SNIPPET_LINES]:
-            print(f"    {line}")
-    if not hits:
-        print("no hits")
-    return 0
+        print(json.dumps(asdict(result)))
+        return
+    if not result.success:
+        _fail(args, result.error or "push failed")
+        return
+    if args.quiet:
+        return
+    ops = ", ".join(f"{n} {k}" for k, n in sorted(result.operations.items())) or "no changes"
+    skipped = result.skipped_binary + result.skipped_large
+    print(f"pushed {result.bundles_sent} bundle(s): {ops}; sequence {result.last_sequence}"
+          + (f"; skipped {skipped} binary/large file(s)" if skipped else "")
+          + ("; resynchronised from the server's manifest" if result.resynced else ""))
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    print(f"delta-upload: {message}", file=sys.stderr)
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    return not (args.quiet or args.json) and sys.stderr.isatty()
 
 
 if __name__ == "__main__":
