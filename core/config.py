@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     s3_addressing_style: Literal["auto", "path", "virtual"] = "path"
     s3_region: str | None = None
     s3_max_connections: int = Field(32, ge=1, le=1024)
+    s3_presign_endpoint_url: str | None = None
+    direct_upload_expiry_secs: int = Field(900, ge=60, le=7 * 24 * 3600)
     scratch_dir: str | None = None
 
     max_bundle_size_mb: int = Field(100, ge=1, le=10_240)

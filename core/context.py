@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from core.config import Settings, load_settings
+from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
 from core.logs import configure_logging
 from core.pipeline import Pipeline
@@ -33,6 +34,10 @@ class ServiceContext:
     @cached_property
     def pipeline(self) -> Pipeline:
         return Pipeline(self.settings, self.store, self.indexer)
+
+    @cached_property
+    def direct(self) -> DirectUploads:
+        return DirectUploads(self.settings, self.store, self.pipeline)
 
     @cached_property
     def qdrant(self) -> QdrantHandle:

@@ -8,6 +8,7 @@
     ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
     ├── NotFound                    NOT_FOUND            404
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405
+    ├── DirectUploadUnavailable     DIRECT_UPLOAD_UNAVAILABLE 501
     ├── SequenceMismatch            SEQUENCE_MISMATCH    409
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
     ├── Unavailable (transient; carries Retry-After)
@@ -68,6 +69,11 @@ class NotFound(DeltaError):
 class MethodNotAllowed(DeltaError):
     code = "METHOD_NOT_ALLOWED"
     http_status = 405
+
+
+class DirectUploadUnavailable(DeltaError):
+    code = "DIRECT_UPLOAD_UNAVAILABLE"
+    http_status = 501
 
 
 class SequenceMismatch(DeltaError):

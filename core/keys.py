@@ -5,6 +5,8 @@
     <prefix>/workspaces/<ws>/head.json            sequence record (CAS)
     <prefix>/workspaces/<ws>/journal/<seq>.json   one entry per applied bundle
     <prefix>/workspaces/<ws>/results/<id>.json    outcome of a bundle, by bundle id
+    <prefix>/workspaces/<ws>/intents/<id>.json    fields of a direct upload, by bundle id
+    <prefix>/workspaces/<ws>/refused/<id>.json    why a direct upload was refused
     <prefix>/workspaces/<ws>/plans/<id>.json      apply plan of a claimed bundle
     <prefix>/workspaces/<ws>/plans/<id>.stash/<n> move sources the bundle overwrites
     <prefix>/workspaces/<ws>/tree/<path>          the workspace files
@@ -54,6 +56,25 @@ def raw_bundle_key(ws: str, bundle_id: str) -> str:
 
 def incoming_key(ws: str, bundle_id: str) -> str:
     return f"incoming/{ws}/{bundle_id}.tar.gz"
+
+
+def parse_incoming_key(key: str) -> tuple[str, str] | None:
+    """(ws, bundle_id) of an `incoming/<ws>/<bundle_id>.tar.gz` key, else None."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "incoming" or not parts[2].endswith(".tar.gz"):
+        return None
+    bundle_id = parts[2].removesuffix(".tar.gz")
+    return (parts[1], bundle_id) if BUNDLE_ID.match(bundle_id) and parts[1] else None
+
+
+def intent_key(ws: str, bundle_id: str) -> str:
+    """The upload fields given when a direct-upload URL was handed out."""
+    return f"workspaces/{ws}/intents/{bundle_id}.json"
+
+
+def refusal_key(ws: str, bundle_id: str) -> str:
+    """Why a directly uploaded bundle was refused (the event path has no client to tell)."""
+    return f"workspaces/{ws}/refused/{bundle_id}.json"
 
 
 def head_key(ws: str) -> str:

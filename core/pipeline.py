@@ -30,7 +30,13 @@ from typing import IO
 
 from core.bundle import Bundle, BundleLimits, open_bundle
 from core.config import Settings
-from core.errors import BundleIdConflict, BundleTooLarge, ProcessingError, WorkspaceBusy
+from core.errors import (
+    BundleIdConflict,
+    BundleTooLarge,
+    InvalidBundle,
+    ProcessingError,
+    WorkspaceBusy,
+)
 from core.indexing.indexer import Indexer
 from core.indexing.sync import IndexTarget
 from core.keys import alias_key, journal_key, plan_key, raw_bundle_key, result_key, workspace_key
@@ -86,13 +92,18 @@ class Pipeline:
             max_metadata_bytes=settings.max_metadata_bytes,
         )
 
-    def upload(self, request: UploadRequest, stream: IO[bytes]) -> UploadResult:
+    def upload(self, request: UploadRequest, stream: IO[bytes],
+               expected_bundle_id: str | None = None) -> UploadResult:
+        """Process one bundle; `expected_bundle_id` pins the id a direct upload announced."""
         started = time.monotonic()
         scratch = self.store.scratch_dir
         with (
             spooled(stream, scratch, self.settings.max_bundle_bytes) as (raw, raw_sha1),
             open_bundle(raw, scratch, self.limits) as bundle,
         ):
+            if expected_bundle_id is not None and bundle.bundle_id != expected_bundle_id:
+                raise InvalidBundle("the manifest's bundle_id is not the one this upload URL was issued for",
+                                    code="BUNDLE_ID_MISMATCH")
             ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
             collection = (
                 request.collection_name

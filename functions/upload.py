@@ -28,6 +28,11 @@ def upload(request: flask.Request) -> flask.Response:
     return json_response(200, result.model_dump(mode="json"))
 
 
+def parse_fields(form: MultiDict[str, str]) -> UploadRequest:
+    """The wire format's upload fields (also taken by upload-url)."""
+    return _parse_form(form)
+
+
 def _parse_form(form: MultiDict[str, str]) -> UploadRequest:
     sequence = positive_int(form.get("sequence_number", ""), "sequence_number")
     try:

@@ -55,6 +55,7 @@ class RemoteUploadClient:
         retries: int = 5,
         force: bool = False,
         progress: bool = False,
+        direct_upload_mb: float = 24.0,
     ) -> None:
         self.root = Path(workspace_path).resolve()
         self.collection = collection_name
@@ -63,6 +64,7 @@ class RemoteUploadClient:
         self.max_file_bytes = max_file_mb * MIB
         self.force = force
         self.progress = progress
+        self.direct_upload_bytes = int(direct_upload_mb * MIB)
         self.transport = Transport(upload_endpoint, retries=retries)
         self.store = StateStore(cache_dir or default_cache_dir(), upload_endpoint, self.root)
 
@@ -125,7 +127,13 @@ class RemoteUploadClient:
 
     def _send(self, bundle: Path, changes: list[Change], state: SyncState,
               result: SyncResult) -> None:
-        answer = self.transport.upload(bundle, self._fields(), self.progress)
+        bundle_id = bundle.name.split("-", 1)[1].removesuffix(".tar.gz")
+        answer = None
+        if bundle.stat().st_size > self.direct_upload_bytes:
+            answer = self.transport.upload_direct(bundle, bundle_id, self._fields(),
+                                                  self._workspace_params(), self.progress)
+        if answer is None:
+            answer = self.transport.upload(bundle, self._fields(), self.progress)
         if not answer.get("success"):
             raise TransportError(f"unexpected answer: {str(answer)[:200]}")
         failed = {f.get("path") for f in answer.get("failures", [])}

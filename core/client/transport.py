@@ -63,7 +63,43 @@ class Transport:
                                          files=files, timeout=(5, self.timeout_s))
         return self._call(send)
 
-    def _call(self, send: Callable[[], requests.Response]) -> dict[str, Any]:
+    def upload_direct(self, bundle: Path, bundle_id: str, fields: dict[str, str],
+                      workspace: dict[str, str], progress: bool,
+                      poll_s: float = 1.0, wait_s: float = 900.0) -> dict[str, Any] | None:
+        """PUT the bundle straight to the bucket through a presigned URL, then wait for
+        the object-created event to commit it. None when the service has no direct
+        uploads (filesystem storage): the caller posts the bundle instead."""
+        try:
+            issued = self._call(lambda: self.session.post(
+                self.endpoint + "/api/v1/delta/upload-url", data={**fields, "bundle_id": bundle_id},
+                timeout=(5, 60)))
+        except Refused as exc:
+            if exc.status == 501:
+                return None
+            raise
+
+        def put() -> requests.Response:
+            with bundle.open("rb") as raw, tqdm(total=bundle.stat().st_size, unit="B",
+                                                 unit_scale=True, desc="upload (direct)",
+                                                 disable=not progress, leave=False) as bar:
+                return self.session.put(issued["upload_url"], data=_Progress(raw, bar),
+                                        headers={"Content-Length": str(bundle.stat().st_size)},
+                                        timeout=(5, self.timeout_s))
+
+        self._call(put, expect_json=False)
+        deadline = time.monotonic() + wait_s
+        while True:
+            state = self.get_json(f"/api/v1/delta/bundles/{bundle_id}", workspace)
+            if state.get("state") == "committed":
+                return dict(state["result"])
+            if state.get("state") == "refused":
+                error = state.get("error", {})
+                raise Refused(422, str(error.get("code")), str(error.get("message")))
+            if time.monotonic() > deadline:
+                raise TransportError(f"bundle {bundle_id} was uploaded but not processed in time")
+            self.sleep(poll_s)
+
+    def _call(self, send: Callable[[], requests.Response], expect_json: bool = True) -> dict[str, Any]:
         last = "no attempt made"
         for attempt in range(self.retries + 1):
             wait = None
@@ -73,7 +109,7 @@ class Transport:
                 last = f"cannot reach {self.endpoint}: {type(exc).__name__}"
             else:
                 if response.status_code < 400:
-                    return dict(response.json())
+                    return dict(response.json()) if expect_json else {}
                 error = _error_of(response)
                 if response.status_code not in RETRY_STATUS:
                     raise Refused(response.status_code, error[0], error[1])

@@ -43,6 +43,7 @@ def open_store(settings: Settings) -> ObjectStore:
             addressing_style=settings.s3_addressing_style,
             max_connections=settings.s3_max_connections,
             scratch_dir=scratch,
+            presign_endpoint_url=settings.s3_presign_endpoint_url,
         )
     from core.storage.filesystem import FilesystemStore
 

@@ -89,6 +89,15 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[str]: ...
 
+    def presign_put(self, key: str, expires_s: int) -> str:
+        """A URL that lets its holder PUT this one object until it expires."""
+        ...
+
+    def relative_key(self, bucket: str, full_key: str) -> str | None:
+        """The protocol key of an object named by a storage event, or None if the
+        event is about another bucket or lies outside this store's prefix."""
+        ...
+
     def is_folder(self, key: str) -> bool:
         """Whether any object's key starts with `key + "/"`."""
         ...

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import StorageUnavailable
+from core.errors import DirectUploadUnavailable, StorageUnavailable
 from core.storage.base import (
     ObjectInfo,
     ObjectNotFound,
@@ -112,6 +112,12 @@ class FilesystemStore:
                     yield from self._walk(Path(entry.path), key, "", after, top=False)
             elif key > after:
                 yield key
+
+    def presign_put(self, key: str, expires_s: int) -> str:
+        raise DirectUploadUnavailable("the filesystem backend takes uploads only through the service")
+
+    def relative_key(self, bucket: str, full_key: str) -> str | None:
+        return None
 
     def is_folder(self, key: str) -> bool:
         return self._path(key).is_dir()

@@ -40,6 +40,7 @@ class S3Store:
         addressing_style: str,
         max_connections: int,
         scratch_dir: Path | None,
+        presign_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -54,6 +55,10 @@ class S3Store:
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=config
         )
         self.endpoint_url = endpoint_url
+        # presigned URLs must name an endpoint the client can reach, which may not be ours
+        self.presigner: Any = self.client if not presign_endpoint_url else boto3.session.Session().client(
+            "s3", endpoint_url=presign_endpoint_url, region_name=region or "us-east-1", config=config
+        )
         self.scratch_dir = scratch_dir or Path(tempfile.gettempdir()) / "delta-upload-scratch"
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
 
@@ -144,6 +149,18 @@ class S3Store:
     def delete(self, key: str) -> None:
         with _mapped():
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def presign_put(self, key: str, expires_s: int) -> str:
+        url: str = self.presigner.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=expires_s, HttpMethod="PUT",
+        )
+        return url
+
+    def relative_key(self, bucket: str, full_key: str) -> str | None:
+        if bucket != self.bucket or not full_key.startswith(self.prefix):
+            return None
+        return full_key[len(self.prefix):]
 
     def is_folder(self, key: str) -> bool:
         with _mapped():

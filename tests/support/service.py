@@ -45,7 +45,8 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited early: {self.log_path.read_text()[-2000:]}")
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                answer = requests.get(self.url + "/health", timeout=1).status_code
+                if answer == 200 or (self.target != "service" and answer < 500):
                     return self
             except requests.ConnectionError:
                 pass

@@ -1,0 +1,142 @@
+"""Direct-to-bucket uploads: hand out a presigned PUT, then process on the object's event.
+
+Cloud Run refuses requests over 32 MiB, so large bundles bypass the service:
+
+    1. POST upload-url   the upload's fields are stored as an intent
+                         (workspaces/<ws>/intents/<id>.json); a presigned PUT for
+                         incoming/<ws>/<id>.tar.gz is returned
+    2. PUT               the client uploads the bundle straight to the bucket
+    3. object-created    the event runs the same pipeline as an upload; the
+                         incoming object is removed once the bundle is committed
+                         or refused (refusals are recorded for the client to read)
+
+Events arrive at least once and in any number: a redelivery finds the bundle
+committed (its id) or the object gone, and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from core.config import Settings
+from core.errors import DeltaError, InvalidRequest, NotFound, Unavailable
+from core.events import ObjectEvent
+from core.keys import (
+    BUNDLE_ID,
+    incoming_key,
+    intent_key,
+    parse_incoming_key,
+    refusal_key,
+    result_key,
+    workspace_key,
+)
+from core.models import UploadRequest
+from core.pipeline import Pipeline
+from core.sequences import Sequences
+from core.storage import ObjectNotFound, ObjectStore
+from core.views import find_workspace
+
+log = logging.getLogger(__name__)
+Outcome = Literal["processed", "duplicate", "refused", "ignored"]
+
+
+class DirectUploads:
+    def __init__(self, settings: Settings, store: ObjectStore, pipeline: Pipeline) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline
+
+    def presign(self, request: UploadRequest, bundle_id: str | None) -> dict[str, Any]:
+        bundle_id = bundle_id or str(uuid.uuid4())
+        if not BUNDLE_ID.match(bundle_id):
+            raise InvalidRequest("bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
+        ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
+        expires = self.settings.direct_upload_expiry_secs
+        url = self.store.presign_put(incoming_key(ws, bundle_id), expires)
+        self.store.put(intent_key(ws, bundle_id), request.model_dump_json().encode())
+        return {
+            "success": True,
+            "bundle_id": bundle_id,
+            "workspace_key": ws,
+            "upload_url": url,
+            "method": "PUT",
+            "expires_in": expires,
+            "expires_at": (datetime.now(UTC) + timedelta(seconds=expires)).isoformat(),
+            "max_bundle_size_mb": self.settings.max_bundle_size_mb,
+        }
+
+    def handle(self, event: ObjectEvent) -> Outcome:
+        """Process one object event; raises only what a retry can cure."""
+        relative = self.store.relative_key(event.bucket, event.key)
+        parsed = parse_incoming_key(relative) if relative and event.kind == "created" else None
+        if relative is None or parsed is None:
+            return "ignored"
+        ws, bundle_id = parsed
+        try:
+            request = UploadRequest.model_validate_json(self.store.get(intent_key(ws, bundle_id)).body)
+        except ObjectNotFound:
+            self._refuse(ws, bundle_id, InvalidRequest("no upload URL was issued for this object",
+                                                       code="NO_UPLOAD_INTENT"))
+            return "refused"
+        fd, name = tempfile.mkstemp(prefix="incoming-", suffix=".tar.gz", dir=self.store.scratch_dir)
+        os.close(fd)
+        raw = Path(name)
+        try:
+            try:
+                self.store.download(relative, raw)
+            except ObjectNotFound:
+                return "duplicate"  # handled by an earlier delivery, which removed it
+            with raw.open("rb") as stream:
+                result = self.pipeline.upload(request, stream, expected_bundle_id=bundle_id)
+        except Unavailable:
+            raise
+        except DeltaError as exc:
+            if exc.http_status >= 500:
+                raise
+            self._refuse(ws, bundle_id, exc)
+            return "refused"
+        finally:
+            raw.unlink(missing_ok=True)
+        self.store.delete(relative)
+        return "duplicate" if result.duplicate else "processed"
+
+    def _refuse(self, ws: str, bundle_id: str, error: DeltaError) -> None:
+        record = {"bundle_id": bundle_id, "refused_at": time.time(),
+                  "error": {"code": error.code, "message": error.message}}
+        self.store.put(refusal_key(ws, bundle_id), json.dumps(record).encode())
+        self.store.delete(incoming_key(ws, bundle_id))
+        log.warning("refused directly uploaded bundle %s: %s", bundle_id, error.code)
+
+    def state(self, tenant: str, path: str, logical_repo_id: str | None,
+              bundle_id: str) -> dict[str, Any]:
+        """Where a bundle stands: committed (with its result), refused, processing,
+        uploaded, or awaiting its upload."""
+        if not BUNDLE_ID.match(bundle_id):
+            raise NotFound("no such bundle")
+        ws, head = find_workspace(self.store, self.settings, tenant, path, logical_repo_id)
+        sequences = Sequences(self.store, ws, self.settings.lease_secs)
+        result = sequences.committed_result(head, bundle_id)
+        if result is not None:
+            return {"bundle_id": bundle_id, "state": "committed", "result": result.model_dump(mode="json")}
+        try:
+            refused = json.loads(self.store.get(refusal_key(ws, bundle_id)).body)
+            return {"bundle_id": bundle_id, "state": "refused", "error": refused["error"]}
+        except ObjectNotFound:
+            pass
+        if head is not None and head.pending is not None and head.pending.bundle_id == bundle_id:
+            return {"bundle_id": bundle_id, "state": "processing", "sequence_number": head.pending.sequence}
+        if self.store.head(incoming_key(ws, bundle_id)) is not None:
+            return {"bundle_id": bundle_id, "state": "uploaded"}
+        if self.store.head(intent_key(ws, bundle_id)) is not None:
+            return {"bundle_id": bundle_id, "state": "awaiting_upload"}
+        if self.store.head(result_key(ws, bundle_id)) is not None:
+            return {"bundle_id": bundle_id, "state": "processing"}
+        raise NotFound("no such bundle for this workspace")

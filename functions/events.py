@@ -1,0 +1,50 @@
+"""Object-created events: a functions-framework CloudEvent target, and an HTTP one.
+
+`on_bundle_uploaded` takes CloudEvents (Knative CephSource, Eventarc). RGW's own
+HTTP push and AWS notifications post plain JSON, so `bundle_events` (served by
+the router at POST /api/v1/delta/events) takes plain S3-record JSON and
+CloudEvents in binary and structured mode alike. Both answer 2xx once every
+bundle is processed or permanently refused; a transient failure is an error
+(5xx), so the platform delivers the event again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import flask
+from cloudevents.http import from_http
+
+from core.context import service_context
+from core.errors import InvalidRequest
+from core.events import ObjectEvent, from_cloud_event, from_notification
+from functions._http import handled, json_response, require_method
+
+
+def on_bundle_uploaded(cloud_event: Any) -> None:
+    events = from_cloud_event(cloud_event["type"], cloud_event.get("subject"), cloud_event.data)
+    _process(events)
+
+
+@handled
+def bundle_events(request: flask.Request) -> flask.Response:
+    require_method(request, "POST")
+    body = request.get_data()
+    is_cloud_event = request.headers.get("ce-type") is not None or (
+        request.mimetype == "application/cloudevents+json")
+    if is_cloud_event:
+        event = from_http(dict(request.headers), body)
+        events = from_cloud_event(event["type"], event.get("subject"), event.data)
+    else:
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            raise InvalidRequest("the event body is not JSON") from None
+        events = from_notification(payload)
+    return json_response(200, {"success": True, "outcomes": _process(events)})
+
+
+def _process(events: list[ObjectEvent]) -> list[dict[str, str]]:
+    direct = service_context().direct
+    return [{"key": e.key, "outcome": direct.handle(e)} for e in events]
