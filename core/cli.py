@@ -5,6 +5,7 @@
     delta-upload status PATH --endpoint URL
     delta-upload bundle PATH -o FILE
     delta-upload smoke --url URL
+    delta-upload hash-key KEY
     delta-upload search "query" --workspace-path /work/myrepo [--collection C] [--limit N]
 
 Every command takes --json (machine-readable output) and --quiet (no progress,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -60,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--remote-path", help="workspace path on the server (default /work/<folder>)")
         sub.add_argument("--cache-dir", type=Path, help="where the local sync record is kept")
         sub.add_argument("--retries", type=int, default=5, help="retries of a failing request")
+        sub.add_argument("--token", default=os.environ.get("DELTA_UPLOAD_TOKEN"),
+                         help="API key or bearer token (default: $DELTA_UPLOAD_TOKEN)")
 
     push = command("push", "upload what changed since the last push", _push)
     remote(push)
@@ -79,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     smoke = command("smoke", "check health, status and an upload against a service", _smoke,
                     workspace=False)
     smoke.add_argument("--url", required=True)
+    hashed = command("hash-key", "print the digest of an API key for API_KEYS_FILE", _hash_key,
+                     workspace=False)
+    hashed.add_argument("key", help="the API key (read from stdin when '-')")
     search = command("search", "hybrid search over an indexed workspace", _search, workspace=False)
     search.add_argument("query")
     search.add_argument("--workspace-path", help="limit hits to this workspace (as uploaded)")
@@ -96,6 +103,7 @@ def _client(args: argparse.Namespace, endpoint: str = "http://unused.invalid") -
         collection_name=args.collection, remote_path=args.remote_path,
         cache_dir=args.cache_dir, retries=getattr(args, "retries", 5),
         force=getattr(args, "force", False), progress=_interactive(args),
+        token=getattr(args, "token", None),
     )
 
 
@@ -159,6 +167,14 @@ def _smoke(args: argparse.Namespace) -> int:
         else:
             print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
     return 0 if all(ok for _, ok, _ in checks) else 1
+
+
+def _hash_key(args: argparse.Namespace) -> int:
+    from core.auth import hash_key
+
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    print(json.dumps({"digest": hash_key(key)}) if args.json else hash_key(key))
+    return 0
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     upload_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     qdrant_url: str = "http://qdrant:6333"
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = Field(None, repr=False)
     collection_name: str = Field("my-collection", min_length=1, max_length=255)
     qdrant_shard_number: int | None = Field(None, ge=1, le=1024)
     qdrant_replication_factor: int | None = Field(None, ge=1, le=64)
@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     s3_presign_endpoint_url: str | None = None
     direct_upload_expiry_secs: int = Field(900, ge=60, le=7 * 24 * 3600)
     scratch_dir: str | None = None
+
+    auth_mode: Literal["none", "api_key", "jwt"] = "none"
+    api_keys_file: str | None = None
+    jwt_secret: str | None = Field(None, repr=False)
+    jwt_jwks_file: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_tenant_claim: str = "tenant"
+    rate_limit_requests_per_min: int = Field(0, ge=0)
+    rate_limit_mb_per_min: int = Field(0, ge=0)
 
     max_bundle_size_mb: int = Field(100, ge=1, le=10_240)
     max_uncompressed_mb: int = Field(1024, ge=1, le=102_400)

@@ -10,12 +10,14 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
+from core.auth import Authenticator
 from core.config import Settings, load_settings
 from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
 from core.logs import configure_logging
 from core.pipeline import Pipeline
 from core.qdrant import QdrantHandle
+from core.ratelimit import RateLimiter
 from core.storage import ObjectStore, open_store
 
 
@@ -34,6 +36,15 @@ class ServiceContext:
     @cached_property
     def pipeline(self) -> Pipeline:
         return Pipeline(self.settings, self.store, self.indexer)
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        return Authenticator(self.settings)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.settings.rate_limit_requests_per_min,
+                           self.settings.rate_limit_mb_per_min * 1024 * 1024)
 
     @cached_property
     def direct(self) -> DirectUploads:
@@ -59,5 +70,6 @@ def service_context() -> ServiceContext:
         if _context is None:
             context = ServiceContext(load_settings())
             configure_logging(context.settings.upload_service_log_level)
+            context.authenticator  # noqa: B018 - a bad key file or secret stops start-up
             _context = context
         return _context

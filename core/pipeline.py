@@ -79,6 +79,11 @@ def spooled(stream: IO[bytes], scratch: Path, limit: int) -> Iterator[tuple[Path
         path.unlink(missing_ok=True)
 
 
+def scoped_collection(tenant: str, name: str) -> str:
+    """Each tenant's collections are its own: `<tenant>--<name>` when auth is on."""
+    return f"{tenant}--{name}" if tenant else name
+
+
 class Pipeline:
     """Processes bundles against one store; stateless between calls."""
 
@@ -105,11 +110,9 @@ class Pipeline:
                 raise InvalidBundle("the manifest's bundle_id is not the one this upload URL was issued for",
                                     code="BUNDLE_ID_MISMATCH")
             ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
-            collection = (
-                request.collection_name
-                or bundle.manifest.collection_name
-                or self.settings.collection_name
-            )
+            collection = scoped_collection(request.tenant, request.collection_name
+                                           or bundle.manifest.collection_name
+                                           or self.settings.collection_name)
             claim = BundleClaim(
                 bundle_id=bundle.bundle_id,
                 operations=len(bundle.operations),

@@ -10,6 +10,7 @@ from typing import Any
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from core.context import service_context
 from core.errors import BundleTooLarge, InvalidRequest, MethodNotAllowed, error_response
 
 log = logging.getLogger("functions")
@@ -50,10 +51,26 @@ def _unread_body_error(exc: BaseException) -> flask.Response:
                           headers={**headers, "Connection": "close"})
 
 
+def caller(request: flask.Request) -> str:
+    """The caller's tenant (AUTH_MODE), charged one request against its rate limit.
+
+    The token comes from `Authorization: Bearer`, `X-API-Key`, or the existing
+    clients' `session` field (form or query)."""
+    context = service_context()
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    token = token or request.headers.get("X-API-Key") or request.args.get("session")
+    if not token and request.method == "POST" and context.authenticator.mode != "none":
+        token = request.form.get("session")
+    tenant = context.authenticator.tenant(token or None)
+    context.limiter.charge(tenant, requests=1, size=request.content_length or 0)
+    return tenant
+
+
 def workspace_args(request: flask.Request) -> dict[str, Any]:
-    """The query parameters that name a workspace, as `core.views` takes them."""
+    """The caller's tenant and the query parameters that name a workspace."""
     return {
-        "tenant": "",
+        "tenant": caller(request),
         "path": request.args.get("workspace_path", ""),
         "logical_repo_id": request.args.get("logical_repo_id") or None,
     }

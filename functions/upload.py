@@ -9,7 +9,7 @@ from werkzeug.datastructures import MultiDict
 from core.context import service_context
 from core.errors import InvalidRequest
 from core.models import UploadRequest
-from functions._http import handled, json_response, positive_int, require_method
+from functions._http import caller, handled, json_response, positive_int, require_method
 
 FORM_OVERHEAD = 1024 * 1024
 TRUE = {"true", "1", "yes", "y", "on"}
@@ -21,19 +21,16 @@ def upload(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     context = service_context()
     request.max_content_length = context.settings.max_bundle_bytes + FORM_OVERHEAD
+    tenant = caller(request)
     bundle = request.files.get("bundle")
     if bundle is None:
         raise InvalidRequest("the multipart field 'bundle' (the .tar.gz file) is required")
-    result = context.pipeline.upload(_parse_form(request.form), bundle.stream)
+    result = context.pipeline.upload(parse_fields(request.form, tenant), bundle.stream)
     return json_response(200, result.model_dump(mode="json"))
 
 
-def parse_fields(form: MultiDict[str, str]) -> UploadRequest:
+def parse_fields(form: MultiDict[str, str], tenant: str) -> UploadRequest:
     """The wire format's upload fields (also taken by upload-url)."""
-    return _parse_form(form)
-
-
-def _parse_form(form: MultiDict[str, str]) -> UploadRequest:
     sequence = positive_int(form.get("sequence_number", ""), "sequence_number")
     try:
         return UploadRequest(
@@ -43,6 +40,7 @@ def _parse_form(form: MultiDict[str, str]) -> UploadRequest:
             force=_flag(form.get("force", ""), "force"),
             source_path=form.get("source_path") or None,
             logical_repo_id=form.get("logical_repo_id") or None,
+            tenant=tenant,
         )
     except ValidationError as exc:
         fields = ", ".join(str(e["loc"][0]) for e in exc.errors())

@@ -10,7 +10,7 @@ from werkzeug.datastructures import MultiDict
 
 from core.context import service_context
 from core.errors import InvalidRequest
-from functions._http import handled, json_response, require_method
+from functions._http import caller, handled, json_response, require_method
 from functions.upload import parse_fields
 
 
@@ -24,5 +24,6 @@ def upload_url(request: flask.Request) -> flask.Response:
         fields: MultiDict[str, str] = MultiDict({k: str(v) for k, v in body.items() if v is not None})
     else:
         fields = MultiDict(request.form)
-    answer = service_context().direct.presign(parse_fields(fields), fields.get("bundle_id") or None)
+    tenant = caller(request)
+    answer = service_context().direct.presign(parse_fields(fields, tenant), fields.get("bundle_id") or None)
     return json_response(200, answer)

@@ -56,6 +56,7 @@ class RemoteUploadClient:
         force: bool = False,
         progress: bool = False,
         direct_upload_mb: float = 24.0,
+        token: str | None = None,
     ) -> None:
         self.root = Path(workspace_path).resolve()
         self.collection = collection_name
@@ -65,7 +66,7 @@ class RemoteUploadClient:
         self.force = force
         self.progress = progress
         self.direct_upload_bytes = int(direct_upload_mb * MIB)
-        self.transport = Transport(upload_endpoint, retries=retries)
+        self.transport = Transport(upload_endpoint, retries=retries, token=token)
         self.store = StateStore(cache_dir or default_cache_dir(), upload_endpoint, self.root)
 
     def __enter__(self) -> RemoteUploadClient:

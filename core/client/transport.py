@@ -36,13 +36,16 @@ class Refused(Exception):
 
 class Transport:
     def __init__(self, endpoint: str, retries: int = 5, base_delay_s: float = 0.5,
-                 timeout_s: float = 330.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 timeout_s: float = 330.0, sleep: Callable[[float], None] = time.sleep,
+                 token: str | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.retries = retries
         self.base_delay_s = base_delay_s
         self.timeout_s = timeout_s
         self.sleep = sleep
         self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.session.close()
