@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     lease_secs: float = Field(60.0, gt=0, le=86_400)
     claim_wait_secs: float = Field(30.0, ge=0, le=3600)
     manifest_page_limit: int = Field(1000, ge=1, le=100_000)
+    fault_injection: str | None = None  # tests only: see core/faults.py
+
+    @field_validator("fault_injection")
+    @classmethod
+    def _known_fault(cls, value: str | None) -> str | None:
+        from core.faults import Faults
+
+        Faults.parse(value)
+        return value
 
     @field_validator("storage_url")
     @classmethod

@@ -37,6 +37,7 @@ from core.errors import (
     ProcessingError,
     WorkspaceBusy,
 )
+from core.faults import Faults
 from core.indexing.indexer import Indexer
 from core.indexing.sync import IndexTarget
 from core.keys import alias_key, journal_key, plan_key, raw_bundle_key, result_key, workspace_key
@@ -91,6 +92,7 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.indexer = indexer
+        self.faults = Faults.parse(settings.fault_injection)
         self.limits = BundleLimits(
             max_uncompressed_bytes=settings.max_uncompressed_bytes,
             max_members=settings.max_bundle_members,
@@ -126,6 +128,7 @@ class Pipeline:
             if self.indexer is not None:
                 self.indexer.prepare(collection)
             self._keep(ws, bundle.bundle_id, raw, raw_sha1)
+            self.faults.at("after_keep", bundle.bundle_id)
             if request.logical_repo_id:
                 self._remember_alias(request, ws)
             return self._claim_and_apply(ws, claim, bundle, started)
@@ -150,6 +153,7 @@ class Pipeline:
         while True:
             outcome = sequences.claim(claim)
             if isinstance(outcome, Duplicate):
+                self._remove_plan(ws, claim.bundle_id)  # left behind if the committer died
                 return outcome.result.model_copy(update={"duplicate": True})
             if isinstance(outcome, Claimed):
                 return self._apply(sequences, outcome.pending, bundle, started, claim)
@@ -205,8 +209,11 @@ class Pipeline:
     ) -> UploadResult:
         ws = sequences.ws
         lease = _Lease(sequences, mine)
+        faults = self.faults
         try:
+            faults.at("after_claim", bundle.bundle_id)
             plan = self._plan(ws, bundle)
+            faults.at("after_plan", bundle.bundle_id)
             indexing = None
             if self.indexer is not None:
                 target = IndexTarget(
@@ -218,7 +225,14 @@ class Pipeline:
                 )
                 indexing = self.indexer.index(target, plan, bundle)
                 lease.heartbeat()
-            execute(self.store, ws, plan, bundle, lease.heartbeat)
+            faults.at("after_index", bundle.bundle_id)
+
+            def heartbeat() -> None:
+                lease.heartbeat()
+                faults.at("mid_apply", bundle.bundle_id)
+
+            execute(self.store, ws, plan, bundle, heartbeat)
+            faults.at("after_apply", bundle.bundle_id)
             result = UploadResult(
                 bundle_id=bundle.bundle_id,
                 workspace_path=claim.workspace_path,
@@ -257,13 +271,25 @@ class Pipeline:
     ) -> None:
         ws = sequences.ws
         body = result.model_dump_json(indent=1).encode()
+        bundle_id = result.bundle_id
         self.store.put(journal_key(ws, mine.sequence), body)
-        self.store.put(result_key(ws, bundle_id := result.bundle_id), body)
+        self.faults.at("after_journal", bundle_id)
+        self.store.put(result_key(ws, bundle_id), body)
+        self.faults.at("after_result", bundle_id)
         sequences.commit(mine, result.committed_at)
+        self.faults.at("after_commit", bundle_id)
+        self._remove_plan(ws, bundle_id, plan)
+
+    def _remove_plan(self, ws: str, bundle_id: str, plan: ApplyPlan | None = None) -> None:
+        """Best effort once committed: a left-over plan is only clutter."""
         try:
-            for key in [plan_key(ws, bundle_id), *plan.stashed]:
+            if plan is None:
+                plan = ApplyPlan.model_validate_json(self.store.get(plan_key(ws, bundle_id)).body)
+            for key in [*plan.stashed, plan_key(ws, bundle_id)]:
                 self.store.delete(key)
-        except Exception:  # committed already; a left-over plan is only clutter
+        except ObjectNotFound:
+            return
+        except Exception:
             log.warning("could not remove the plan of bundle %s", bundle_id, exc_info=True)
 
 

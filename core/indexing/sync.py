@@ -157,8 +157,12 @@ class QdrantSync:
 
     # moves without content ---------------------------------------------------
     def _repoint(self, moves: dict[str, str]) -> None:
+        """Re-create each source's points at its destination. A source without points
+        was re-pointed already (a retry after a crash) or never indexed: its
+        destination is left as it is."""
         sources = self._existing(list(moves), vectors=True)
-        dests = {str(p.id) for p in self._existing(list(moves.values()), vectors=False)}
+        moved = sorted({moves[p.payload["metadata"]["path"]] for p in sources})
+        dests = {str(p.id) for p in self._existing(moved, vectors=False)}
         seen: Counter[tuple[str, str]] = Counter()
         points = []
         for point in sorted(sources, key=lambda p: (p.payload["metadata"]["path"],
