@@ -9,7 +9,7 @@ export QDRANT_URL ?= $(WORK_DIR)/qdrant
 export UPLOAD_SERVICE_HOST ?= 127.0.0.1
 export UPLOAD_SERVICE_PORT ?= 8002
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench load clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m local.bench.indexing
+
+load: $(STAMP)
+	$(BIN)/python -m local.load --seconds 60 --workspaces 16 --racers 4
 
 lint: $(STAMP)
 	$(BIN)/ruff check core functions local tests
