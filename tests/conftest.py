@@ -1,4 +1,5 @@
-"""Fixtures shared by every test tier: S3 credentials for boto3, a moto S3 server, storage backends."""
+"""Fixtures shared by every test tier: S3 credentials for boto3, a moto S3 server, a Ceph RGW,
+storage backends."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from core.storage.base import ObjectStore
 from core.storage.filesystem import FilesystemStore
 from core.storage.s3 import S3Store
+from tests.support.ceph_rgw import RgwEndpoint, RgwUnavailable, ensure_installed, rgw_cluster
 from tests.support.moto_server import create_bucket, moto_server
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -33,6 +35,22 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield endpoint
 
 
+@pytest.fixture(scope="session")
+def rgw_endpoint() -> Iterator[RgwEndpoint]:
+    """One real Ceph RGW for the whole session (installs Ceph if missing, see local/ceph_rgw.sh).
+
+    Its user has the session's AWS keys, so S3Store, which reads them from the
+    environment, signs for it as it does for moto. Skipped only when Ceph cannot
+    be installed here (no apt-get, not root, no package mirror).
+    """
+    try:
+        ensure_installed()
+    except RgwUnavailable as exc:
+        pytest.skip(f"no Ceph RGW: {exc}")
+    with rgw_cluster(FAKE_AWS["AWS_ACCESS_KEY_ID"], FAKE_AWS["AWS_SECRET_ACCESS_KEY"]) as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
 def s3_store(moto_endpoint: str, tmp_path: Path) -> S3Store:
     """An S3Store on a fresh moto bucket, prefix "svc"."""
@@ -47,9 +65,15 @@ def fs_store(tmp_path: Path) -> FilesystemStore:
     return FilesystemStore(tmp_path / "storage")
 
 
-@pytest.fixture(params=["filesystem", "moto"])
+@pytest.fixture(params=["filesystem", "moto", "rgw"])
 def store(request: pytest.FixtureRequest) -> ObjectStore:
     """Every storage backend in turn, for contract tests."""
+    if request.param == "rgw":
+        rgw: RgwEndpoint = request.getfixturevalue("rgw_endpoint")
+        bucket = f"test-{uuid.uuid4().hex[:12]}"
+        rgw.create_bucket(bucket)
+        return S3Store(bucket, "svc", endpoint_url=rgw.url, region="us-east-1", addressing_style="path",
+                       max_connections=16, scratch_dir=request.getfixturevalue("tmp_path") / "scratch")
     name = "fs_store" if request.param == "filesystem" else "s3_store"
     backend: ObjectStore = request.getfixturevalue(name)
     return backend
