@@ -23,7 +23,8 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """All settings of the service; build with `load_settings()`."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False,
+                                      env_ignore_empty=True)
 
     upload_service_host: str = "0.0.0.0"
     upload_service_port: int = Field(8002, ge=1, le=65535)
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     claim_wait_secs: float = Field(30.0, ge=0, le=3600)
     manifest_page_limit: int = Field(1000, ge=1, le=100_000)
     fault_injection: str | None = None  # tests only: see core/faults.py
+    google_cloud_project: str | None = None  # for trace ids in Cloud Logging
 
     @field_validator("fault_injection")
     @classmethod

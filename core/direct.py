@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.config import Settings
-from core.errors import DeltaError, InvalidRequest, NotFound, Unavailable
+from core.errors import BundleTooLarge, DeltaError, InvalidRequest, NotFound, Unavailable
 from core.events import ObjectEvent
 from core.keys import (
     BUNDLE_ID,
@@ -85,6 +85,10 @@ class DirectUploads:
         except ObjectNotFound:
             self._refuse(ws, bundle_id, InvalidRequest("no upload URL was issued for this object",
                                                        code="NO_UPLOAD_INTENT"))
+            return "refused"
+        landed = self.store.head(relative)
+        if landed is not None and landed.size > self.settings.max_bundle_bytes:
+            self._refuse(ws, bundle_id, BundleTooLarge("bundle exceeds MAX_BUNDLE_SIZE_MB"))
             return "refused"
         fd, name = tempfile.mkstemp(prefix="incoming-", suffix=".tar.gz", dir=self.store.scratch_dir)
         os.close(fd)

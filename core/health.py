@@ -28,7 +28,8 @@ def health(
     }
     if not ready:
         return 200, body
-    checks = {"storage": _check(store.ping), "qdrant": _check(qdrant.ping)}
+    checks = {"storage": _check(store.ping),
+              "qdrant": _check(qdrant.ping) if settings.indexing_enabled else "ok"}
     body["checks"] = checks
     ok = all(c == "ok" for c in checks.values())
     body["status"] = "ready" if ok else "unavailable"

@@ -145,6 +145,7 @@ class UploadResult(BaseModel):
     processed_operations: ProcessedOperations
     failures: list[OperationFailure] = []
     indexing: IndexingStats | None = None
+    timings_ms: dict[str, float] = {}
     processing_time_ms: float
     committed_at: str
     duplicate: bool = False

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from core import metrics
 from core.bundle import Bundle, BundleLimits, open_bundle
 from core.config import Settings
 from core.errors import (
@@ -85,6 +86,19 @@ def scoped_collection(tenant: str, name: str) -> str:
     return f"{tenant}--{name}" if tenant else name
 
 
+class Laps:
+    """Wall time of consecutive pipeline steps, in milliseconds."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.ms[step] = round(self.ms.get(step, 0.0) + (now - self._last) * 1000, 2)
+        self._last = now
+
+
 class Pipeline:
     """Processes bundles against one store; stateless between calls."""
 
@@ -103,11 +117,14 @@ class Pipeline:
                expected_bundle_id: str | None = None) -> UploadResult:
         """Process one bundle; `expected_bundle_id` pins the id a direct upload announced."""
         started = time.monotonic()
+        laps = Laps()
         scratch = self.store.scratch_dir
         with (
             spooled(stream, scratch, self.settings.max_bundle_bytes) as (raw, raw_sha1),
             open_bundle(raw, scratch, self.limits) as bundle,
         ):
+            metrics.BYTES_RECEIVED.inc(raw.stat().st_size)
+            laps.lap("read")
             if expected_bundle_id is not None and bundle.bundle_id != expected_bundle_id:
                 raise InvalidBundle("the manifest's bundle_id is not the one this upload URL was issued for",
                                     code="BUNDLE_ID_MISMATCH")
@@ -127,11 +144,13 @@ class Pipeline:
             Sequences(self.store, ws, self.settings.lease_secs).precheck(claim)
             if self.indexer is not None:
                 self.indexer.prepare(collection)
+            laps.lap("prepare")
             self._keep(ws, bundle.bundle_id, raw, raw_sha1)
             self.faults.at("after_keep", bundle.bundle_id)
+            laps.lap("keep")
             if request.logical_repo_id:
                 self._remember_alias(request, ws)
-            return self._claim_and_apply(ws, claim, bundle, started)
+            return self._claim_and_apply(ws, claim, bundle, started, laps)
 
     def _keep(self, ws: str, bundle_id: str, raw: Path, raw_sha1: str) -> None:
         key = raw_bundle_key(ws, bundle_id)
@@ -146,7 +165,7 @@ class Pipeline:
         self.store.put(alias_key(request.tenant, request.workspace_path), body)
 
     def _claim_and_apply(
-        self, ws: str, claim: BundleClaim, bundle: Bundle, started: float
+        self, ws: str, claim: BundleClaim, bundle: Bundle, started: float, laps: Laps
     ) -> UploadResult:
         sequences = Sequences(self.store, ws, self.settings.lease_secs)
         deadline = time.monotonic() + self.settings.claim_wait_secs
@@ -154,9 +173,12 @@ class Pipeline:
             outcome = sequences.claim(claim)
             if isinstance(outcome, Duplicate):
                 self._remove_plan(ws, claim.bundle_id)  # left behind if the committer died
-                return outcome.result.model_copy(update={"duplicate": True})
+                result = outcome.result.model_copy(update={"duplicate": True})
+                _report(result, {}, duplicate=True)
+                return result
             if isinstance(outcome, Claimed):
-                return self._apply(sequences, outcome.pending, bundle, started, claim)
+                laps.lap("claim")
+                return self._apply(sequences, outcome.pending, bundle, started, claim, laps)
             if isinstance(outcome, Stalled):
                 self.replay(sequences, outcome.pending)
                 continue
@@ -195,7 +217,7 @@ class Pipeline:
             with open_bundle(raw, scratch, self.limits) as bundle:
                 outcome = sequences.claim(claim)
                 if isinstance(outcome, Claimed):
-                    self._apply(sequences, outcome.pending, bundle, time.monotonic(), claim)
+                    self._apply(sequences, outcome.pending, bundle, time.monotonic(), claim, Laps())
         finally:
             raw.unlink(missing_ok=True)
 
@@ -206,6 +228,7 @@ class Pipeline:
         bundle: Bundle,
         started: float,
         claim: BundleClaim,
+        laps: Laps,
     ) -> UploadResult:
         ws = sequences.ws
         lease = _Lease(sequences, mine)
@@ -214,6 +237,7 @@ class Pipeline:
             faults.at("after_claim", bundle.bundle_id)
             plan = self._plan(ws, bundle)
             faults.at("after_plan", bundle.bundle_id)
+            laps.lap("plan")
             indexing = None
             if self.indexer is not None:
                 target = IndexTarget(
@@ -226,6 +250,7 @@ class Pipeline:
                 indexing = self.indexer.index(target, plan, bundle)
                 lease.heartbeat()
             faults.at("after_index", bundle.bundle_id)
+            laps.lap("index")
 
             def heartbeat() -> None:
                 lease.heartbeat()
@@ -233,6 +258,7 @@ class Pipeline:
 
             execute(self.store, ws, plan, bundle, heartbeat)
             faults.at("after_apply", bundle.bundle_id)
+            laps.lap("apply")
             result = UploadResult(
                 bundle_id=bundle.bundle_id,
                 workspace_path=claim.workspace_path,
@@ -243,13 +269,16 @@ class Pipeline:
                 processed_operations=plan.processed,
                 failures=plan.failures,
                 indexing=indexing,
+                timings_ms=dict(laps.ms),
                 processing_time_ms=round((time.monotonic() - started) * 1000, 1),
                 committed_at=utc_now(),
             )
             self._commit(sequences, lease.pending, result, plan)
+            laps.lap("commit")
         except BaseException:
             _release_quietly(sequences, lease.pending)
             raise
+        _report(result, laps.ms, duplicate=False)
         return result
 
     def _plan(self, ws: str, bundle: Bundle) -> ApplyPlan:
@@ -304,6 +333,20 @@ class _Lease:
         remaining = self.pending.lease_expires_at - time.time()
         if remaining < self.sequences.lease_secs * 2 / 3:
             self.pending = self.sequences.renew(self.pending)
+
+
+def _report(result: UploadResult, timings_ms: dict[str, float], duplicate: bool) -> None:
+    """One log line and the metrics of a processed bundle."""
+    metrics.record_bundle(result.processed_operations, result.indexing, timings_ms, duplicate)
+    log.info(
+        "bundle %s %s as sequence %s", result.bundle_id,
+        "was already applied" if duplicate else "applied", result.sequence_number,
+        extra={"bundle_id": result.bundle_id, "workspace": result.workspace_key,
+               "sequence": result.sequence_number, "duplicate": duplicate,
+               "operations": result.processed_operations.model_dump(),
+               "timings_ms": timings_ms,
+               "indexing": result.indexing.model_dump() if result.indexing else None},
+    )
 
 
 def _release_quietly(sequences: Sequences, pending: PendingBundle) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core import __version__
@@ -40,8 +41,10 @@ def find_workspace(
 
 
 def status(
-    store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None
+    store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None,
+    count_points: Callable[[str, str], int | None] | None = None,
 ) -> dict[str, Any]:
+    """The sequence record, plus the indexed point count when `count_points` is given."""
     ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
     pending = head.pending if head else None
     return {
@@ -61,6 +64,8 @@ def status(
             if pending
             else None
         ),
+        "indexed_points": count_points(head.collection_name, ws)
+        if head is not None and count_points is not None else (0 if count_points else None),
         "status": "ready",
         "server_info": {
             "version": __version__,

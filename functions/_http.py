@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from core import metrics
 from core.context import service_context
 from core.errors import BundleTooLarge, InvalidRequest, MethodNotAllowed, error_response
+from core.logs import bound, trace_fields
 
 log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
@@ -25,20 +28,52 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def handled(fn: Handler) -> Handler:
-    """Turn any exception into the wire format's error envelope."""
+    """Turn any exception into the wire format's error envelope; log and count
+    every request (one JSON line with `httpRequest`, bound to its trace id)."""
 
     @functools.wraps(fn)
     def wrapper(request: flask.Request) -> flask.Response:
-        try:
-            return fn(request)
-        except RequestEntityTooLarge:
-            return _unread_body_error(BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB"))
-        except HTTPException as exc:
-            return _error(InvalidRequest(f"malformed request: {exc.name}"))
-        except Exception as exc:  # noqa: BLE001 - mapped to a 5xx envelope below
-            return _error(exc)
+        started = time.monotonic()
+        project = service_context().settings.google_cloud_project
+        trace = trace_fields(request.headers.get("traceparent"),
+                             request.headers.get("X-Cloud-Trace-Context"), project)
+        with bound(**trace):
+            try:
+                response = fn(request)
+            except RequestEntityTooLarge:
+                response = _unread_body_error(BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB"))
+            except HTTPException as exc:
+                response = _error(InvalidRequest(f"malformed request: {exc.name}"))
+            except Exception as exc:  # noqa: BLE001 - mapped to a 5xx envelope below
+                response = _error(exc)
+            _log_request(request, response, time.monotonic() - started)
+        return response
 
     return wrapper
+
+
+def _route(path: str) -> str:
+    """A bounded label for metrics: bundle ids are not routes."""
+    return "/api/v1/delta/bundles/{bundle_id}" if path.startswith("/api/v1/delta/bundles/") else path
+
+
+def _log_request(request: flask.Request, response: flask.Response, seconds: float) -> None:
+    route = _route(request.path)
+    metrics.HTTP_REQUESTS.labels(route, str(response.status_code)).inc()
+    metrics.HTTP_SECONDS.labels(route).observe(seconds)
+    level = logging.WARNING if response.status_code >= 500 else logging.INFO
+    log.log(level, "%s %s %s", request.method, request.path, response.status_code, extra={
+        "httpRequest": {
+            "requestMethod": request.method,
+            "requestUrl": request.path,
+            "status": response.status_code,
+            "requestSize": str(request.content_length or 0),
+            "responseSize": str(response.content_length or 0),
+            "userAgent": request.user_agent.string,
+            "remoteIp": request.remote_addr,
+            "latency": f"{seconds:.3f}s",
+        },
+    })
 
 
 def _unread_body_error(exc: BaseException) -> flask.Response:

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,6 +29,7 @@ from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
+from functions.metrics import metrics_endpoint as _metrics  # noqa: E402
 from functions.status import status as _status  # noqa: E402
 from functions.upload import upload as _upload  # noqa: E402
 from functions.upload_url import upload_url as _upload_url  # noqa: E402
@@ -41,25 +44,45 @@ ROUTES = {
     "/api/v1/delta/manifest": _manifest,
     "/api/v1/delta/upload-url": _upload_url,
     "/api/v1/delta/events": _bundle_events,
+    "/metrics": _metrics,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 
+
+
+Handler = Callable[[flask.Request], flask.Response]
+
+
+def _with_probes(handler: Handler) -> Handler:
+    """A single-function target still answers /health and /ready, for platform probes."""
+
+    @functools.wraps(handler)
+    def target(request: flask.Request) -> flask.Response:
+        if request.path.rstrip("/") in ("/health", "/ready"):
+            return _health(request)
+        return handler(request)
+
+    return target
+
+
 health = functions_framework.http(_health)
-status = functions_framework.http(_status)
-upload = functions_framework.http(_upload)
-manifest = functions_framework.http(_manifest)
-upload_url = functions_framework.http(_upload_url)
-bundle_state = functions_framework.http(_bundle_state)
-bundle_events = functions_framework.http(_bundle_events)
+status = functions_framework.http(_with_probes(_status))
+upload = functions_framework.http(_with_probes(_upload))
+manifest = functions_framework.http(_with_probes(_manifest))
+upload_url = functions_framework.http(_with_probes(_upload_url))
+bundle_state = functions_framework.http(_with_probes(_bundle_state))
+bundle_events = functions_framework.http(_with_probes(_bundle_events))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
-@functions_framework.http
 @handled
+def _not_found(request: flask.Request) -> flask.Response:
+    raise NotFound("no such endpoint")
+
+
+@functions_framework.http
 def service(request: flask.Request) -> flask.Response:
-    """Router target: every function on one port, by path."""
+    """Router target: every function on one port, by path (each handles its own errors)."""
     path = request.path.rstrip("/") or "/"
-    handler = ROUTES.get(path) or (_bundle_state if path.startswith(BUNDLES) else None)
-    if handler is None:
-        raise NotFound("no such endpoint")
+    handler = ROUTES.get(path) or (_bundle_state if path.startswith(BUNDLES) else _not_found)
     return handler(request)

@@ -13,5 +13,7 @@ from functions._http import handled, json_response, require_method, workspace_ar
 def status(request: flask.Request) -> flask.Response:
     require_method(request, "GET")
     context = service_context()
-    answer = views.status(context.store, context.settings, **workspace_args(request))
+    counter = context.indexer.count_points if context.indexer is not None else None
+    answer = views.status(context.store, context.settings, **workspace_args(request),
+                          count_points=counter)
     return json_response(200, answer)

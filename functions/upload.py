@@ -7,7 +7,8 @@ from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from core.context import service_context
-from core.errors import InvalidRequest
+from core.errors import DeltaError, InvalidRequest
+from core.metrics import record_refusal
 from core.models import UploadRequest
 from functions._http import caller, handled, json_response, positive_int, require_method
 
@@ -25,7 +26,11 @@ def upload(request: flask.Request) -> flask.Response:
     bundle = request.files.get("bundle")
     if bundle is None:
         raise InvalidRequest("the multipart field 'bundle' (the .tar.gz file) is required")
-    result = context.pipeline.upload(parse_fields(request.form, tenant), bundle.stream)
+    try:
+        result = context.pipeline.upload(parse_fields(request.form, tenant), bundle.stream)
+    except DeltaError as exc:
+        record_refusal(exc.code, exc.http_status >= 500)
+        raise
     return json_response(200, result.model_dump(mode="json"))
 
 

@@ -64,6 +64,20 @@ class Indexer:
         with _qdrant_errors():
             return sync.run(plan, bundle)
 
+    def count_points(self, collection: str, workspace: str) -> int | None:
+        """Points indexed for a workspace, or None when Qdrant cannot say right now."""
+        from qdrant_client import models
+
+        where = models.Filter(must=[models.FieldCondition(
+            key="workspace", match=models.MatchValue(value=workspace))])
+        try:
+            client = self.qdrant.client()
+            if not client.collection_exists(collection):
+                return 0
+            return int(client.count(collection, count_filter=where, exact=True).count)
+        except Exception:  # noqa: BLE001 - status answers without the count
+            return None
+
     def call(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(client)` with Qdrant errors mapped (for search and status)."""
         with _qdrant_errors():

@@ -50,6 +50,9 @@ class S3Store:
             max_pool_connections=max_connections,
             connect_timeout=5,
             read_timeout=60,
+            # checksums only where S3 requires them: RGW 16 and GCS refuse the newer defaults
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         self.client: Any = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=config

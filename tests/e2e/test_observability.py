@@ -1,0 +1,59 @@
+"""Structured logs, Prometheus metrics and the richer status, from a running service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests
+
+from tests.support.bundles import BundleBuilder
+from tests.support.service import ServiceProcess
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SECRET_CONTENT = b"TOP-SECRET-FILE-CONTENT-7f3a"
+
+
+def test_logs_metrics_and_status(tmp_path: Path) -> None:
+    log_path = tmp_path / "service.log"
+    service = ServiceProcess({"WORK_DIR": str(tmp_path / "storage"), "QDRANT_URL": ":memory:",
+                              "UPLOAD_SERVICE_LOG_LEVEL": "debug", "GOOGLE_CLOUD_PROJECT": "demo"},
+                             log_path).start()
+    try:
+        body = BundleBuilder().created("secret.py", b"x = '" + SECRET_CONTENT + b"'\n").build()
+        ok = requests.post(service.url + "/api/v1/delta/upload",
+                           data={"workspace_path": "/work/obs", "force": "False"},
+                           files={"bundle": ("b.tar.gz", body, "application/gzip")},
+                           headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, timeout=60)
+        assert ok.status_code == 200
+        assert set(ok.json()["timings_ms"]) >= {"read", "keep", "claim", "plan", "index", "apply"}
+        bad = service.upload(b"not a bundle", "/work/obs")
+        assert bad.status_code == 400
+        status = service.status("/work/obs").json()
+        assert status["last_bundle_id"] == ok.json()["bundle_id"]
+        assert status["indexed_points"] == 1 and status["pending_operations"] == 0
+        assert status["last_upload"]
+        exposition = requests.get(service.url + "/metrics", timeout=10).text
+    finally:
+        assert service.stop() == 0
+    assert 'delta_uploads_total{code="",outcome="applied"} 1.0' in exposition
+    assert 'delta_uploads_total{code="INVALID_BUNDLE",outcome="refused"} 1.0' in exposition
+    assert 'delta_operations_total{kind="created"} 1.0' in exposition
+    assert 'delta_points_total{action="upserted"} 1.0' in exposition
+    assert 'delta_step_seconds_count{step="index"} 1.0' in exposition
+    assert "delta_bytes_received_total" in exposition and "delta_http_request_seconds" in exposition
+
+    raw = log_path.read_bytes()
+    assert SECRET_CONTENT not in raw, "file contents never reach the log"
+    lines = [json.loads(line) for line in raw.decode().splitlines() if line.startswith("{")]
+    requests_logged = [e for e in lines if "httpRequest" in e]
+    upload_line = next(e for e in requests_logged if e["httpRequest"]["requestUrl"] == "/api/v1/delta/upload"
+                       and e["httpRequest"]["status"] == 200)
+    assert upload_line["severity"] == "INFO"
+    assert upload_line["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE}"
+    assert upload_line["httpRequest"]["latency"].endswith("s")
+    assert sum(1 for e in requests_logged if e["httpRequest"]["requestUrl"] == "/api/v1/delta/upload") == 2
+    bundle_line = next(e for e in lines if e.get("bundle_id") == ok.json()["bundle_id"])
+    assert bundle_line["workspace"] == ok.json()["workspace_key"] and bundle_line["sequence"] == 1
+    assert bundle_line["operations"]["created"] == 1 and "index" in bundle_line["timings_ms"]
+    assert bundle_line["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE}"
