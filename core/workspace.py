@@ -31,7 +31,6 @@ from core.models import Operation, OperationFailure, ProcessedOperations
 from core.storage import ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
 
 log = logging.getLogger(__name__)
-PARALLEL_IO = 16
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -64,19 +63,21 @@ class ApplyPlan(BaseModel):
     failures: list[OperationFailure] = []
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """`map` over a thread pool: storage round trips overlap, order is kept."""
+def parallel_map(store: ObjectStore, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`map` with up to `store.parallel_io` storage round trips in flight; order is kept."""
     items = list(items)
-    if len(items) <= 1:
+    workers = min(store.parallel_io, len(items))
+    if workers <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(PARALLEL_IO, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items))
 
 
 def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
     ops = bundle.operations
     looked_up = {p for op in ops for p in (op.target, op.source) if p}
-    infos = dict(zip(looked_up, parallel_map(lambda p: store.head(tree_key(ws, p)), looked_up), strict=True))
+    heads = parallel_map(store, lambda p: store.head(tree_key(ws, p)), looked_up)
+    infos = dict(zip(looked_up, heads, strict=True))
     plan = ApplyPlan(bundle_id=bundle.bundle_id)
     written = {op.target for op in ops if op.operation != "deleted"}
     blocked = _blocked_paths(store, ws, ops, infos, written)
@@ -108,10 +109,10 @@ def _blocked_paths(
     deleted = {op.target for op in ops if op.operation == "deleted"}
     fresh = [p for p in written if infos[p] is None]
     parents = {a for p in fresh for a in _ancestors(p)} - written - deleted
-    files = {a for a, info in zip(parents, parallel_map(
-        lambda a: store.head(tree_key(ws, a)), parents), strict=True) if info is not None}
+    heads = parallel_map(store, lambda a: store.head(tree_key(ws, a)), parents)
+    files = {a for a, info in zip(parents, heads, strict=True) if info is not None}
     emptied = {a for d in deleted for a in _ancestors(d)}
-    folders = parallel_map(lambda p: p not in emptied and store.is_folder(tree_key(ws, p)), fresh)
+    folders = parallel_map(store, lambda p: p not in emptied and store.is_folder(tree_key(ws, p)), fresh)
     blocked = {p: "a folder of the workspace stands at this path"
                for p, folder in zip(fresh, folders, strict=True) if folder}
     for path in fresh:
@@ -215,13 +216,13 @@ def execute(
         except PathConflict:  # planning refuses these; a tree changed by hand can still hold one
             log.warning("skipped %s: it conflicts with a file or folder of the tree", step.path)
 
-    parallel_map(lambda path: store.delete(tree_key(ws, path)), plan.removals)
-    parallel_map(copy, plan.copies)
+    parallel_map(store, lambda path: store.delete(tree_key(ws, path)), plan.removals)
+    parallel_map(store, copy, plan.copies)
     heartbeat()
     for batch in _batches(plan.writes, 512):
-        parallel_map(write, batch)
+        parallel_map(store, write, batch)
         heartbeat()
-    parallel_map(lambda path: store.delete(tree_key(ws, path)), plan.deletes)
+    parallel_map(store, lambda path: store.delete(tree_key(ws, path)), plan.deletes)
 
 
 def _batches(items: list[T], size: int) -> Iterator[list[T]]:
@@ -237,6 +238,6 @@ def list_files(store: ObjectStore, ws: str, after: str, limit: int) -> tuple[dic
         paths.append(key[len(prefix) :])
         if len(paths) >= limit:
             break
-    infos = parallel_map(lambda p: store.head(tree_key(ws, p)), paths)
+    infos = parallel_map(store, lambda p: store.head(tree_key(ws, p)), paths)
     files = {p: f"sha1:{info.sha1}" for p, info in zip(paths, infos, strict=True) if info and info.sha1}
     return files, paths[-1] if len(paths) >= limit else ""

@@ -62,6 +62,7 @@ class ObjectStore(Protocol):
 
     kind: str
     scratch_dir: Path
+    parallel_io: int  # how many requests a bulk step may have in flight
 
     def describe(self) -> str: ...
 

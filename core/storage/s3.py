@@ -43,6 +43,7 @@ class S3Store:
         presign_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
+        self.parallel_io = max(1, max_connections // 2)  # requests in flight per bulk step
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         config = Config(
             s3={"addressing_style": addressing_style},
