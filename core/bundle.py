@@ -11,12 +11,12 @@ here; a bundle that fails any check raises `InvalidBundle` or `BundleTooLarge`.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,12 +25,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from core.errors import BundleTooLarge, InvalidBundle
+from core.errors import BundleTooLarge, DeltaError, InvalidBundle
 from core.keys import BUNDLE_ID
 from core.models import OPERATION_KINDS, Manifest, Operation, OperationsFile
 from core.paths import check_path, path_problem
 
 COPY_CHUNK = 1024 * 1024
+TRAILING_LIMIT = 1024 * 1024  # tar pads to 10 KiB records; anything much longer is not padding
 MANIFEST = "manifest.json"
 OPERATIONS = "metadata/operations.json"
 CONTENT_KINDS = ("created", "updated", "moved")
@@ -87,7 +88,8 @@ def _stage_members(raw: Path, scratch: Path, limits: BundleLimits) -> dict[str, 
     seen: set[str] = set()
     total = 0
     try:
-        with tarfile.open(raw, mode="r|gz") as archive:
+        # gzip (not tarfile's own stream) checks the CRC and length trailer at the end
+        with gzip.open(raw, "rb") as unpacked, tarfile.open(fileobj=unpacked, mode="r|") as archive:
             for count, member in enumerate(archive, start=1):
                 if count > limits.max_members:
                     raise BundleTooLarge(
@@ -113,11 +115,26 @@ def _stage_members(raw: Path, scratch: Path, limits: BundleLimits) -> dict[str, 
                         code="BUNDLE_LIMIT_EXCEEDED",
                     )
                 members[name] = _copy_member(archive, member, scratch / str(count))
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OSError) and not _is_archive_error(exc):
+            _drain(unpacked)
+    except DeltaError:
+        raise
+    except OSError as exc:
+        if not _is_archive_error(exc):
             raise
         raise InvalidBundle("bundle is not a readable tar.gz archive") from None
+    except Exception:  # tarfile and zlib raise assorted errors on malformed input
+        raise InvalidBundle("bundle is not a readable tar.gz archive") from None
     return members
+
+
+def _drain(unpacked: gzip.GzipFile) -> None:
+    """Read to the end of the gzip stream, so a truncated or corrupted trailer is
+    refused; what follows the tar archive may only be its padding."""
+    left = TRAILING_LIMIT
+    while chunk := unpacked.read(COPY_CHUNK):
+        left -= len(chunk)
+        if left < 0:
+            raise InvalidBundle("bundle has data after the end of its tar archive")
 
 
 def _is_archive_error(exc: OSError) -> bool:

@@ -18,7 +18,7 @@ from cloudevents.http import from_http
 
 from core.context import service_context
 from core.errors import InvalidRequest
-from core.events import ObjectEvent, from_cloud_event, from_notification
+from core.events import ObjectEvent, UnknownEvent, from_cloud_event, from_notification
 from functions._http import handled, json_response, require_method
 
 
@@ -34,8 +34,11 @@ def bundle_events(request: flask.Request) -> flask.Response:
     is_cloud_event = request.headers.get("ce-type") is not None or (
         request.mimetype == "application/cloudevents+json")
     if is_cloud_event:
-        event = from_http(dict(request.headers), body)
-        events = from_cloud_event(event["type"], event.get("subject"), event.data)
+        try:
+            event = from_http(dict(request.headers), body)
+        except Exception:  # noqa: BLE001 - the SDK raises assorted errors on malformed input
+            raise UnknownEvent("not a valid CloudEvent") from None
+        events = from_cloud_event(str(event["type"]), event.get("subject"), event.data)
     else:
         try:
             payload = json.loads(body or b"null")

@@ -30,6 +30,7 @@ from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: 
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
 from functions.metrics import metrics_endpoint as _metrics  # noqa: E402
+from functions.openapi import openapi as _openapi  # noqa: E402
 from functions.status import status as _status  # noqa: E402
 from functions.upload import upload as _upload  # noqa: E402
 from functions.upload_url import upload_url as _upload_url  # noqa: E402
@@ -45,6 +46,7 @@ ROUTES = {
     "/api/v1/delta/upload-url": _upload_url,
     "/api/v1/delta/events": _bundle_events,
     "/metrics": _metrics,
+    "/openapi.json": _openapi,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 

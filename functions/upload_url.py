@@ -19,8 +19,10 @@ def upload_url(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     if request.is_json:
         body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise InvalidRequest("the JSON body must be an object of upload fields")
+        if not isinstance(body, dict) or not all(
+            isinstance(v, str | int | bool) or v is None for v in body.values()
+        ):
+            raise InvalidRequest("the JSON body must be an object of upload fields (strings)")
         fields: MultiDict[str, str] = MultiDict({k: str(v) for k, v in body.items() if v is not None})
     else:
         fields = MultiDict(request.form)

@@ -8,6 +8,7 @@ here, so tests state what is wrong rather than how to build a tarball.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -107,7 +108,9 @@ class BundleBuilder:
     def build(self) -> bytes:
         root = f"{self.bundle_id}/" if self.leading_folder else ""
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        # a fixed gzip mtime: the same bundle is the same bytes on every build
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, \
+                tarfile.open(fileobj=packed, mode="w") as tar:
             for folder in ("files", "files/created", "files/updated", "files/moved"):
                 _add(tar, RawMember(root + folder, kind=tarfile.DIRTYPE))
             for name, data in self.contents.items():
