@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m local.bench.indexing
+	$(BIN)/python -m local.bench
 
 load: $(STAMP)
 	$(BIN)/python -m local.load --seconds 60 --workspaces 16 --racers 4
