@@ -11,7 +11,9 @@
     ├── DirectUploadUnavailable     DIRECT_UPLOAD_UNAVAILABLE 501
     ├── SequenceMismatch            SEQUENCE_MISMATCH    409
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
-    ├── Unavailable (transient; carries Retry-After)
+    ├── RetryLater (carries Retry-After)
+    │   └── RateLimited (core.ratelimit) RATE_LIMITED  429
+    ├── Unavailable (RetryLater; transient)
     │   ├── WorkspaceBusy           WORKSPACE_BUSY       503
     │   ├── StorageUnavailable      STORAGE_UNAVAILABLE  503
     │   └── IndexUnavailable        INDEX_UNAVAILABLE    503
@@ -104,11 +106,8 @@ class ProcessingError(DeltaError):
     http_status = 500
 
 
-class Unavailable(DeltaError):
-    """Transient: the client (or the event platform) should retry later."""
-
-    code = "SERVICE_UNAVAILABLE"
-    http_status = 503
+class RetryLater(DeltaError):
+    """An answer that carries `Retry-After` (and `retry_after` in ms in the body)."""
 
     def __init__(self, message: str, *, retry_after_s: int = 2, code: str | None = None) -> None:
         super().__init__(message, code=code)
@@ -119,6 +118,13 @@ class Unavailable(DeltaError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class Unavailable(RetryLater):
+    """Transient: the client (or the event platform) should retry later."""
+
+    code = "SERVICE_UNAVAILABLE"
+    http_status = 503
 
 
 class WorkspaceBusy(Unavailable):

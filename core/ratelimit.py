@@ -11,22 +11,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from core.errors import DeltaError
+from core.errors import RetryLater
 
 
-class RateLimited(DeltaError):
+class RateLimited(RetryLater):
     code = "RATE_LIMITED"
     http_status = 429
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-    def details(self) -> dict[str, int]:
-        return {"retry_after": self.retry_after_s * 1000}
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
 
 
 @dataclass
