@@ -111,8 +111,14 @@ def _blocked_paths(
     parents = {a for p in fresh for a in _ancestors(p)} - written - deleted
     heads = parallel_map(store, lambda a: store.head(tree_key(ws, a)), parents)
     files = {a for a, info in zip(parents, heads, strict=True) if info is not None}
-    emptied = {a for d in deleted for a in _ancestors(d)}
-    folders = parallel_map(store, lambda p: p not in emptied and store.is_folder(tree_key(ws, p)), fresh)
+    def stays_a_folder(path: str) -> bool:
+        """A folder of the tree that this bundle's deletions do not empty completely."""
+        if not store.is_folder(tree_key(ws, path)):
+            return False
+        inside = tree_key(ws, path) + "/"
+        return any(key[len(tree_key(ws, "")):] not in deleted for key in store.list(inside))
+
+    folders = parallel_map(store, stays_a_folder, fresh)
     blocked = {p: "a folder of the workspace stands at this path"
                for p, folder in zip(fresh, folders, strict=True) if folder}
     for path in fresh:
@@ -208,6 +214,8 @@ def execute(
         except ObjectNotFound:
             if dest is None:
                 raise
+        except PathConflict:  # as for writes: never let one path wedge the workspace
+            log.warning("skipped %s: it conflicts with a file or folder of the tree", step.dest)
 
     def write(step: Write) -> None:
         staged = bundle.staged[step.member]
