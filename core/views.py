@@ -47,6 +47,9 @@ def status(
     """The sequence record, plus the indexed point count when `count_points` is given."""
     ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
     pending = head.pending if head else None
+    indexed = None  # no indexing: nothing to count
+    if count_points is not None:
+        indexed = count_points(head.collection_name, ws) if head is not None else 0
     return {
         "workspace_path": path,
         "workspace_key": ws,
@@ -64,8 +67,7 @@ def status(
             if pending
             else None
         ),
-        "indexed_points": count_points(head.collection_name, ws)
-        if head is not None and count_points is not None else (0 if count_points else None),
+        "indexed_points": indexed,
         "status": "ready",
         "server_info": {
             "version": __version__,
