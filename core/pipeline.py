@@ -54,7 +54,7 @@ from core.sequences import (
     utc_now,
 )
 from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
-from core.workspace import ApplyPlan, execute, make_plan
+from core.workspace import ApplyPlan, execute, make_plan, read_before
 
 log = logging.getLogger(__name__)
 SPOOL_CHUNK = 1024 * 1024
@@ -247,7 +247,10 @@ class Pipeline:
                     bundle_id=bundle.bundle_id,
                     sequence=mine.sequence,
                 )
-                indexing = self.indexer.index(target, plan, bundle)
+                max_bytes = self.indexer.max_file_bytes
+                indexing = self.indexer.index(
+                    target, plan, bundle,
+                    before=lambda paths: read_before(self.store, ws, plan, paths, max_bytes))
                 lease.heartbeat()
             faults.at("after_index", bundle.bundle_id)
             laps.lap("index")

@@ -61,6 +61,9 @@ class ApplyPlan(BaseModel):
     stashed: list[str] = []
     processed: ProcessedOperations = ProcessedOperations()
     failures: list[OperationFailure] = []
+    # size of every file the bundle names that the tree held before it (None in plans
+    # stored before this field existed): lets indexing read the replaced versions
+    sizes_before: dict[str, int] | None = None
 
 
 def parallel_map(store: ObjectStore, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -78,7 +81,8 @@ def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
     looked_up = {p for op in ops for p in (op.target, op.source) if p}
     heads = parallel_map(store, lambda p: store.head(tree_key(ws, p)), looked_up)
     infos = dict(zip(looked_up, heads, strict=True))
-    plan = ApplyPlan(bundle_id=bundle.bundle_id)
+    plan = ApplyPlan(bundle_id=bundle.bundle_id,
+                     sizes_before={p: info.size for p, info in infos.items() if info is not None})
     written = {op.target for op in ops if op.operation != "deleted"}
     blocked = _blocked_paths(store, ws, ops, infos, written)
     for op in ops:
@@ -231,6 +235,32 @@ def execute(
         parallel_map(store, write, batch)
         heartbeat()
     parallel_map(store, lambda path: store.delete(tree_key(ws, path)), plan.deletes)
+
+
+def read_before(
+    store: ObjectStore, ws: str, plan: ApplyPlan, paths: list[str], max_bytes: int
+) -> dict[str, bytes]:
+    """The bytes the tree held at `paths` before this bundle, for those that held a
+    file of at most `max_bytes`. Before the first write of `execute` this is the tree
+    itself; a stashed move source is read from its stash, which stays put until the
+    commit. Once `execute` has run part-way, a path may already hold its new bytes,
+    or none: callers must accept either (indexing does, see `core.indexing.sync`)."""
+    stashes = {c.source: c.source_key for c in plan.copies if c.source_key in plan.stashed}
+    sizes = plan.sizes_before
+
+    def wanted(path: str) -> bool:
+        return sizes is None or sizes.get(path, max_bytes + 1) <= max_bytes
+
+    def read(path: str) -> bytes | None:
+        try:
+            body = store.get(stashes.get(path) or tree_key(ws, path)).body
+        except ObjectNotFound:
+            return None
+        return body if len(body) <= max_bytes else None
+
+    todo = sorted({p for p in paths if wanted(p)})
+    bodies = parallel_map(store, read, todo)
+    return {p: body for p, body in zip(todo, bodies, strict=True) if body is not None}
 
 
 def _batches(items: list[T], size: int) -> Iterator[list[T]]:

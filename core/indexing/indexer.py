@@ -17,7 +17,7 @@ from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
 from core.indexing.collection import ensure_collection
 from core.indexing.embedders import Embedder, open_embedder
-from core.indexing.sync import IndexTarget, QdrantSync
+from core.indexing.sync import IndexTarget, QdrantSync, ReadBefore
 from core.models import IndexingStats
 from core.qdrant import QdrantHandle, is_remote
 from core.workspace import ApplyPlan
@@ -56,11 +56,19 @@ class Indexer:
             )
         self._ready.add(collection)
 
-    def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
+    @property
+    def max_file_bytes(self) -> int:
+        return self.settings.index_max_file_kb * 1024
+
+    def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle,
+              before: ReadBefore) -> IndexingStats:
+        """Bring `target` in line with `plan`; `before` reads the files the bundle replaces."""
         self.prepare(target.collection)
-        sync = QdrantSync(self.qdrant.client(), self.embedder, target,
-                          max_file_bytes=self.settings.index_max_file_kb * 1024,
-                          ordering=self.settings.qdrant_write_ordering)
+        sync = QdrantSync(self.qdrant.client(), self.embedder, target, before,
+                          max_file_bytes=self.max_file_bytes,
+                          ordering=self.settings.qdrant_write_ordering,
+                          # a server indexes metadata.path, so a filter there is cheap
+                          scan_paths=is_remote(self.settings.qdrant_url))
         with _qdrant_errors():
             return sync.run(plan, bundle)
 

@@ -24,6 +24,8 @@ from tests.support.service import ServiceProcess
 WORKSPACE = "/work/faulty"
 FIRST = b'def alpha():\n    """First."""\n    return 1\n\n\ndef beta():\n    """Second."""\n    return 2\n'
 CHANGED = FIRST.replace(b"return 2", b"return 22")
+SWAP_X = b"def ex():\n    return 'x'\n"
+SWAP_Y = b"def why():\n    return 'y'\n"
 BASE_ID = "11111111-1111-4111-8111-111111111111"
 FAULTY_ID = "22222222-2222-4222-8222-222222222222"
 
@@ -31,12 +33,14 @@ FAULTY_ID = "22222222-2222-4222-8222-222222222222"
 def bundles() -> list[bytes]:
     base = (BundleBuilder(bundle_id=BASE_ID, collection_name="faults")
             .created("a.py", FIRST).created("b.py", b"def b():\n    return 'b'\n")
-            .created("c.txt", b"see\n").created("d/e.py", b"E = 5\n"))
+            .created("c.txt", b"see\n").created("d/e.py", b"E = 5\n")
+            .created("x.py", SWAP_X).created("y.py", SWAP_Y))
     faulty = (BundleBuilder(bundle_id=FAULTY_ID, collection_name="faults")
               .updated("a.py", CHANGED, previous=FIRST)
               .moved("b.py", "lib/b.py", content_hash_of=b"def b():\n    return 'b'\n")
               .deleted("c.txt").created("new.py", b"def new():\n    return 'new'\n")
-              .moved("d/e.py", "d2/e.py", b"E = 5\n"))
+              .moved("d/e.py", "d2/e.py", b"E = 5\n")
+            .moved("x.py", "y.py", content_hash_of=SWAP_X).moved("y.py", "x.py", content_hash_of=SWAP_Y))
     return [base.build(), faulty.build()]
 
 

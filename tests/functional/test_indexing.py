@@ -177,3 +177,40 @@ def test_qdrant_down_answers_503_and_the_retry_commits_the_same_sequence(harness
     assert retried.sequence_number == 2 and not retried.duplicate
     assert len(harness.points("b.py")) == 2
     assert len(harness.points()) == 3
+
+
+def test_an_edit_a_move_and_a_delete_find_the_old_points_by_id_without_a_scan(harness: Harness) -> None:
+    """Embedded Qdrant evaluates a filter on every point of the collection, so a
+    one-file delta must never scroll: the old points are retrieved by their ids."""
+    harness.upload(BundleBuilder().created("a.py", TWO_FUNCTIONS).created("b.py", b"b = 1\n")
+                   .created("c.py", b"c = 1\n"))
+    scrolls: list[Any] = []
+    scroll = harness.client.inner.scroll
+    harness.client.scroll = lambda *a, **kw: scrolls.append(kw) or scroll(*a, **kw)  # type: ignore[method-assign]
+    changed = TWO_FUNCTIONS.replace(b"return name.strip().lower()", b"return name")
+    edit = harness.upload(BundleBuilder().updated("a.py", changed, previous=TWO_FUNCTIONS))
+    move = harness.upload(BundleBuilder().moved("b.py", "lib/b.py", content_hash_of=b"b = 1\n"))
+    delete = harness.upload(BundleBuilder().deleted("c.py"))
+    assert scrolls == []
+    assert edit.indexing is not None and edit.indexing.points_deleted == 1
+    assert move.indexing is not None and move.indexing.points_repointed == 1
+    assert delete.indexing is not None and delete.indexing.points_deleted == 1
+    assert {p["metadata"]["path"] for p in harness.points().values()} == {"a.py", "lib/b.py"}
+    assert len(harness.points("a.py")) == 2
+
+
+def test_where_qdrant_indexes_paths_points_no_chunk_explains_are_removed_too(harness: Harness) -> None:
+    """With `scan_paths` (a Qdrant server) a path's points are also found by filter,
+    so points an older chunker cut differently do not outlive their file."""
+    from qdrant_client import models
+
+    harness.upload(BundleBuilder().created("a.py", TWO_FUNCTIONS))
+    stray = "00000000-0000-4000-8000-000000000001"
+    payload = {**next(iter(harness.points("a.py").values()))}
+    harness.client.inner.upsert(COLLECTION, [models.PointStruct(id=stray, vector={}, payload=payload)])
+    harness.upload(BundleBuilder().deleted("a.py"))
+    assert set(harness.points("a.py")) == {stray}  # embedded: found by id only
+    harness.upload(BundleBuilder().created("a.py", TWO_FUNCTIONS))
+    harness.indexer.settings = harness.indexer.settings.model_copy(update={"qdrant_url": "http://qdrant:6333"})
+    harness.upload(BundleBuilder().deleted("a.py"))
+    assert harness.points("a.py") == {}
