@@ -12,15 +12,19 @@ the claim. `execute` then carries it out in an order that is safe to repeat:
     4. deletes  move sources not written again in this bundle
 
 Sources are removed only in step 4, after every copy landed, so a replay that
-finds a source gone finds its destination already in place. Cost is one HEAD
-per operation: it grows with the delta, never with the workspace.
+finds a source gone finds its destination already in place. Cost is at most one
+HEAD per operation (a folder holding many of the bundle's paths is listed once
+instead, and only the files found there get a HEAD): it grows with the delta and
+the folders it touches, never with the whole workspace.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel
@@ -28,9 +32,10 @@ from pydantic import BaseModel
 from core.bundle import Bundle
 from core.keys import stash_key, tree_key, tree_prefix
 from core.models import Operation, OperationFailure, ProcessedOperations
-from core.storage import ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
+from core.storage import FolderEntries, ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
 
 log = logging.getLogger(__name__)
+LIST_FROM = 8  # paths in one folder from which one listing costs less than a HEAD each
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -78,13 +83,12 @@ def parallel_map(store: ObjectStore, fn: Callable[[T], R], items: Iterable[T]) -
 
 def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
     ops = bundle.operations
-    looked_up = {p for op in ops for p in (op.target, op.source) if p}
-    heads = parallel_map(store, lambda p: store.head(tree_key(ws, p)), looked_up)
-    infos = dict(zip(looked_up, heads, strict=True))
+    survey = _survey(store, ws, {p for op in ops for p in (op.target, op.source) if p})
+    infos = survey.infos
     plan = ApplyPlan(bundle_id=bundle.bundle_id,
                      sizes_before={p: info.size for p, info in infos.items() if info is not None})
     written = {op.target for op in ops if op.operation != "deleted"}
-    blocked = _blocked_paths(store, ws, ops, infos, written)
+    blocked = _blocked_paths(store, ws, ops, survey, written)
     for op in ops:
         if op.target in blocked:
             _fail(plan, op, blocked[op.target])
@@ -92,6 +96,47 @@ def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
             _plan_one(plan, bundle, op, infos, written)
     _stash_overwritten_sources(store, ws, plan, written)
     return plan
+
+
+@dataclass
+class _Survey:
+    """What the tree holds at some paths, found with as few requests as possible."""
+
+    infos: dict[str, ObjectInfo | None]  # the file at each path, or None
+    listings: dict[str, FolderEntries]  # the folders listed, by path ("" is the root)
+
+    def is_folder(self, store: ObjectStore, ws: str, path: str) -> bool:
+        """Whether a folder stands at `path` (which holds no file)."""
+        parent, _, name = path.rpartition("/")
+        listing = self.listings.get(parent)
+        return name in listing.folders if listing else store.is_folder(tree_key(ws, path))
+
+    def is_file(self, path: str) -> bool | None:
+        """Whether a file stands at `path`; None when the survey did not look there."""
+        if path in self.infos:
+            return self.infos[path] is not None
+        return self._listed_file(path)
+
+    def _listed_file(self, path: str) -> bool | None:
+        parent, _, name = path.rpartition("/")
+        listing = self.listings.get(parent)
+        return name in listing.files if listing else None
+
+
+def _survey(store: ObjectStore, ws: str, paths: set[str]) -> _Survey:
+    """A folder that holds `LIST_FROM` or more of `paths` is listed once, so a new file
+    there costs no request of its own (on S3, a HEAD and a folder check saved each);
+    then only the paths that hold a file, or lie in folders not listed, get a HEAD."""
+    by_folder: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        by_folder[path.rpartition("/")[0]].append(path)
+    crowded = [folder for folder, inside in by_folder.items() if len(inside) >= LIST_FROM]
+    listed = parallel_map(store, lambda f: store.list_folder(tree_key(ws, f + "/" if f else "")), crowded)
+    survey = _Survey(infos=dict.fromkeys(paths), listings=dict(zip(crowded, listed, strict=True)))
+    to_head = [p for p in paths if survey._listed_file(p) is not False]
+    survey.infos.update(zip(to_head, parallel_map(store, lambda p: store.head(tree_key(ws, p)), to_head),
+                            strict=True))
+    return survey
 
 
 def _ancestors(path: str) -> Iterator[str]:
@@ -104,20 +149,23 @@ def _blocked_paths(
     store: ObjectStore,
     ws: str,
     ops: list[Operation],
-    infos: dict[str, ObjectInfo | None],
+    survey: _Survey,
     written: set[str],
 ) -> dict[str, str]:
     """New paths that cannot become files: a file of the tree stands where one of
     their folders must be, or a folder of the tree stands at the path itself.
     (The bundle's own deletions run before its writes, so they clear the way.)"""
     deleted = {op.target for op in ops if op.operation == "deleted"}
-    fresh = [p for p in written if infos[p] is None]
+    fresh = [p for p in written if survey.infos[p] is None]
     parents = {a for p in fresh for a in _ancestors(p)} - written - deleted
-    heads = parallel_map(store, lambda a: store.head(tree_key(ws, a)), parents)
-    files = {a for a, info in zip(parents, heads, strict=True) if info is not None}
+    unknown = [a for a in parents if survey.is_file(a) is None]
+    heads = parallel_map(store, lambda a: store.head(tree_key(ws, a)), unknown)
+    files = {a for a in parents if survey.is_file(a)}
+    files.update(a for a, info in zip(unknown, heads, strict=True) if info is not None)
+
     def stays_a_folder(path: str) -> bool:
         """A folder of the tree that this bundle's deletions do not empty completely."""
-        if not store.is_folder(tree_key(ws, path)):
+        if not survey.is_folder(store, ws, path):
             return False
         inside = tree_key(ws, path) + "/"
         return any(key[len(tree_key(ws, "")):] not in deleted for key in store.list(inside))

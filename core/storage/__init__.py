@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlparse
 
 from core.config import Settings
 from core.storage.base import (
+    FolderEntries,
     ObjectInfo,
     ObjectNotFound,
     ObjectStore,
@@ -16,6 +17,7 @@ from core.storage.base import (
 )
 
 __all__ = [
+    "FolderEntries",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",

@@ -52,6 +52,14 @@ class ObjectInfo:
     sha1: str | None
 
 
+@dataclass(frozen=True)
+class FolderEntries:
+    """One level of the key space under a folder prefix: object names and sub-folder names."""
+
+    files: frozenset[str]
+    folders: frozenset[str]
+
+
 class ObjectStore(Protocol):
     """A flat key space with conditional writes; one implementation per backend.
 
@@ -89,6 +97,11 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[str]: ...
+
+    def list_folder(self, prefix: str) -> FolderEntries:
+        """The names directly under `prefix` (which ends with "/"), as S3 lists with
+        `Delimiter="/"`: one request a thousand names, whatever lies deeper."""
+        ...
 
     def presign_put(self, key: str, expires_s: int) -> str:
         """A URL that lets its holder PUT this one object until it expires."""

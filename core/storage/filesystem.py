@@ -22,6 +22,7 @@ from pathlib import Path
 
 from core.errors import DirectUploadUnavailable, StorageUnavailable
 from core.storage.base import (
+    FolderEntries,
     ObjectInfo,
     ObjectNotFound,
     PathConflict,
@@ -113,6 +114,19 @@ class FilesystemStore:
                     yield from self._walk(Path(entry.path), key, "", after, top=False)
             elif key > after:
                 yield key
+
+    def list_folder(self, prefix: str) -> FolderEntries:
+        files: set[str] = set()
+        folders: set[str] = set()
+        try:
+            entries = list(os.scandir(self._path(prefix)))
+        except (FileNotFoundError, NotADirectoryError):
+            entries = []
+        for entry in entries:
+            if TEMP_MARK in entry.name or (not prefix and entry.name in RESERVED_ROOT_NAMES):
+                continue
+            (folders if entry.is_dir(follow_symlinks=False) else files).add(entry.name)
+        return FolderEntries(files=frozenset(files), folders=frozenset(folders))
 
     def presign_put(self, key: str, expires_s: int) -> str:
         raise DirectUploadUnavailable("the filesystem backend takes uploads only through the service")

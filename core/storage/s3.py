@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.errors import StorageUnavailable
-from core.storage.base import ObjectInfo, ObjectNotFound, PreconditionFailed, StoredObject
+from core.storage.base import FolderEntries, ObjectInfo, ObjectNotFound, PreconditionFailed, StoredObject
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -181,6 +181,17 @@ class S3Store:
             for page in paginator.paginate(**params):
                 for item in page.get("Contents", []):
                     yield item["Key"][strip:]
+
+    def list_folder(self, prefix: str) -> FolderEntries:
+        paginator = self.client.get_paginator("list_objects_v2")
+        start = len(self._key(prefix))
+        files: set[str] = set()
+        folders: set[str] = set()
+        with _mapped():
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix), Delimiter="/"):
+                files.update(item["Key"][start:] for item in page.get("Contents", []))
+                folders.update(item["Prefix"][start:-1] for item in page.get("CommonPrefixes", []))
+        return FolderEntries(files=frozenset(files), folders=frozenset(folders))
 
 
 def _unquote(etag: str) -> str:

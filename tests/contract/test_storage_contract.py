@@ -275,6 +275,16 @@ def test_list_is_in_byte_order_with_prefix_and_start_after(store: ObjectStore) -
         assert list(store.list(prefix, start_after=after)) == expected, (prefix, after)
 
 
+def test_list_folder_names_one_level_files_and_folders(store: ObjectStore) -> None:
+    for key in TRICKY_KEYS:
+        store.put(key, key.encode())
+    for prefix in ["", "a/", "a/c/", "b/", "x/", "nothing/", "a/c/d/e.txt/"]:
+        below = [k[len(prefix):] for k in TRICKY_KEYS if k.startswith(prefix)]
+        entries = store.list_folder(prefix)
+        assert entries.files == {name for name in below if "/" not in name}, prefix
+        assert entries.folders == {name.split("/")[0] for name in below if "/" in name}, prefix
+
+
 def test_list_does_not_show_temporary_or_internal_files(store: ObjectStore) -> None:
     store.put_if_absent("workspaces/ws/head.json", b"{}")
     store.put("workspaces/ws/tree/a.txt", b"a")
@@ -283,6 +293,8 @@ def test_list_does_not_show_temporary_or_internal_files(store: ObjectStore) -> N
     assert list(store.list("")) == ["workspaces/ws/head.json", "workspaces/ws/tree/a.txt"]
     assert list(store.list("workspaces/ws/tree/")) == ["workspaces/ws/tree/a.txt"]
     assert list(store.list("bundles/")) == []
+    assert store.list_folder("workspaces/ws/tree/").files == {"a.txt"}
+    assert store.list_folder("").files == set() and "workspaces" in store.list_folder("").folders
 
 
 # --- races -------------------------------------------------------------------------------------------------
