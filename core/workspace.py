@@ -36,6 +36,7 @@ from core.storage import FolderEntries, ObjectInfo, ObjectNotFound, ObjectStore,
 
 log = logging.getLogger(__name__)
 LIST_FROM = 8  # paths in one folder from which one listing costs less than a HEAD each
+NO_ENTRIES = FolderEntries(files=frozenset(), folders=frozenset())
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -126,17 +127,33 @@ class _Survey:
 def _survey(store: ObjectStore, ws: str, paths: set[str]) -> _Survey:
     """A folder that holds `LIST_FROM` or more of `paths` is listed once, so a new file
     there costs no request of its own (on S3, a HEAD and a folder check saved each);
-    then only the paths that hold a file, or lie in folders not listed, get a HEAD."""
+    then only the paths that hold a file, or lie in folders not listed, get a HEAD.
+    Such folders are listed top-down from the tree's root, and a folder its parent's
+    listing does not show is known empty unlisted: a new subtree costs no request."""
     by_folder: dict[str, list[str]] = defaultdict(list)
     for path in paths:
         by_folder[path.rpartition("/")[0]].append(path)
-    crowded = [folder for folder, inside in by_folder.items() if len(inside) >= LIST_FROM]
-    listed = parallel_map(store, lambda f: store.list_folder(tree_key(ws, f + "/" if f else "")), crowded)
-    survey = _Survey(infos=dict.fromkeys(paths), listings=dict(zip(crowded, listed, strict=True)))
+    crowded = {folder for folder, inside in by_folder.items() if len(inside) >= LIST_FROM}
+    wanted = crowded | {a for f in crowded for a in ["", *_ancestors(f)]}
+    listings: dict[str, FolderEntries] = {}
+    for depth in sorted({_depth(f) for f in wanted}):
+        level = [f for f in wanted if _depth(f) == depth]
+        for folder in level:
+            parent, _, name = folder.rpartition("/")
+            if folder and name not in listings[parent].folders:
+                listings[folder] = NO_ENTRIES
+        todo = [f for f in level if f not in listings]
+        found = parallel_map(store, lambda f: store.list_folder(tree_key(ws, f + "/" if f else "")), todo)
+        listings.update(zip(todo, found, strict=True))
+    survey = _Survey(infos=dict.fromkeys(paths), listings=listings)
     to_head = [p for p in paths if survey._listed_file(p) is not False]
     survey.infos.update(zip(to_head, parallel_map(store, lambda p: store.head(tree_key(ws, p)), to_head),
                             strict=True))
     return survey
+
+
+def _depth(folder: str) -> int:
+    return folder.count("/") + 1 if folder else 0
 
 
 def _ancestors(path: str) -> Iterator[str]:

@@ -168,14 +168,11 @@ class FilesystemStore:
         """A consumed source on the same filesystem is renamed straight into place
         (a complete file, so the rename is as atomic as a temporary's would be)."""
         path = self._path(key)
-        self._parent(path)
         if consume:
             try:
                 os.chmod(source, 0o644)
-                os.replace(source, path)
+                self._replace(source, path)
                 return
-            except IsADirectoryError:
-                raise PathConflict("a folder stands where a file is to be written") from None
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
@@ -183,10 +180,26 @@ class FilesystemStore:
         shutil.copyfile(source, temp)
         os.chmod(temp, 0o644)
         try:
-            os.replace(temp, path)
-        except IsADirectoryError:
+            self._replace(temp, path)
+        except PathConflict:
             temp.unlink()
+            raise
+
+    def _replace(self, source: Path, path: Path) -> None:
+        """`os.replace`, making the parent folders only when they are missing: in a
+        bundle of many files most folders exist, and a rename tells which do not."""
+        try:
+            try:
+                os.replace(source, path)
+            except FileNotFoundError:
+                if not os.path.lexists(source):
+                    raise
+                self._parent(path)
+                os.replace(source, path)
+        except IsADirectoryError:
             raise PathConflict("a folder stands where a file is to be written") from None
+        except NotADirectoryError:
+            raise PathConflict("a file stands where a folder is needed") from None
 
     def put_file_if_absent(self, key: str, source: Path, sha1: str) -> bool:
         path = self._path(key)
