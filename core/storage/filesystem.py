@@ -257,8 +257,9 @@ class FilesystemStore:
         self._prune(path.parent)
 
     def _prune(self, folder: Path) -> None:
-        """Remove folders left empty by a delete, up to the workspace tree root."""
-        while folder != self.root and folder.name != "tree":
+        """Remove folders left empty by a delete, as S3 has no empty folders; a folder
+        that still holds anything (a workspace's records, say) stops the climb."""
+        while folder != self.root:
             try:
                 folder.rmdir()
             except OSError:

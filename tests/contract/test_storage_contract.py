@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from core.errors import StorageUnavailable
-from core.storage.base import ObjectNotFound, ObjectStore, PreconditionFailed, StoredObject
+from core.storage.base import FolderEntries, ObjectNotFound, ObjectStore, PreconditionFailed, StoredObject
 from core.storage.filesystem import TEMP_MARK, FilesystemStore
 from core.storage.s3 import S3Store
 
@@ -283,6 +283,16 @@ def test_list_folder_names_one_level_files_and_folders(store: ObjectStore) -> No
         entries = store.list_folder(prefix)
         assert entries.files == {name for name in below if "/" not in name}, prefix
         assert entries.folders == {name.split("/")[0] for name in below if "/" in name}, prefix
+
+
+def test_a_folder_whose_last_object_is_deleted_is_gone(store: ObjectStore) -> None:
+    store.put("ws/tree/docs/tree/deep/a.md", b"a")
+    store.put("ws/tree/docs/b.md", b"b")
+    store.delete("ws/tree/docs/tree/deep/a.md")
+    assert store.list_folder("ws/tree/docs/") == FolderEntries(files=frozenset({"b.md"}), folders=frozenset())
+    assert not store.is_folder("ws/tree/docs/tree")
+    store.delete("ws/tree/docs/b.md")
+    assert store.list_folder("") == FolderEntries(files=frozenset(), folders=frozenset())
 
 
 def test_list_does_not_show_temporary_or_internal_files(store: ObjectStore) -> None:
