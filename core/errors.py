@@ -7,7 +7,7 @@
     │     DUPLICATE_MEMBER, CONFLICTING_OPERATIONS, HASH_MISMATCH, SIZE_MISMATCH
     ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
     ├── NotFound                    NOT_FOUND            404
-    ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405
+    ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)
     ├── DirectUploadUnavailable     DIRECT_UPLOAD_UNAVAILABLE 501
     ├── SequenceMismatch            SEQUENCE_MISMATCH    409
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
@@ -69,8 +69,17 @@ class NotFound(DeltaError):
 
 
 class MethodNotAllowed(DeltaError):
+    """Carries `Allow`, the methods the endpoint answers (RFC 9110 section 15.5.6)."""
+
     code = "METHOD_NOT_ALLOWED"
     http_status = 405
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"use {' or '.join(allowed)} for this endpoint")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
 
 
 class DirectUploadUnavailable(DeltaError):

@@ -18,6 +18,7 @@ from core.logs import bound, trace_fields
 
 log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
+READ_ONLY = ("GET", "HEAD")  # the probes and /metrics: a HEAD answers as GET, without the body
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
@@ -129,5 +130,6 @@ def _error(exc: BaseException) -> flask.Response:
 
 
 def require_method(request: flask.Request, *methods: str) -> None:
+    """405 METHOD_NOT_ALLOWED, with `Allow: <methods>`, unless the request uses one of them."""
     if request.method not in methods:
-        raise MethodNotAllowed(f"use {' or '.join(methods)} for this endpoint")
+        raise MethodNotAllowed(methods)

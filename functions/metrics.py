@@ -1,12 +1,15 @@
-"""GET /metrics — Prometheus exposition of this process's counters."""
+"""GET or HEAD /metrics — Prometheus exposition of this process's counters."""
 
 from __future__ import annotations
 
 import flask
 
 from core import metrics
+from functions._http import READ_ONLY, handled, require_method
 
 
+@handled
 def metrics_endpoint(request: flask.Request) -> flask.Response:
+    require_method(request, *READ_ONLY)
     body, content_type = metrics.exposition()
     return flask.Response(body, status=200, content_type=content_type)

@@ -1,12 +1,14 @@
-"""GET /openapi.json — the OpenAPI description of every endpoint."""
+"""GET /openapi.json — the OpenAPI description of every endpoint (core.openapi)."""
 
 from __future__ import annotations
 
 import flask
 
 from core.openapi import openapi_document
-from functions._http import json_response
+from functions._http import handled, json_response, require_method
 
 
+@handled
 def openapi(request: flask.Request) -> flask.Response:
+    require_method(request, "GET")
     return json_response(200, openapi_document())

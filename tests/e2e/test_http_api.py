@@ -198,6 +198,24 @@ def test_unknown_endpoint_and_wrong_method(service: ServiceProcess) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
     wrong = requests.get(service.url + "/api/v1/delta/upload", timeout=10)
     assert wrong.status_code == 405 and wrong.json()["success"] is False
+    assert wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert wrong.headers["Allow"] == "POST"
+
+
+def test_probes_and_metrics_answer_get_and_head_only(service: ServiceProcess) -> None:
+    import requests
+
+    for path in ("/health", "/ready", "/health?ready=1", "/metrics"):
+        get = requests.get(service.url + path, timeout=30)
+        head = requests.head(service.url + path, timeout=30)
+        assert get.status_code == head.status_code == 200, path
+        assert head.content == b"" and head.headers["Content-Type"] == get.headers["Content-Type"]
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            refused = requests.request(method, service.url + path, data=b"x", timeout=10)
+            assert refused.status_code == 405, (method, path, refused.text)
+            assert refused.headers["Allow"] == "GET, HEAD"
+            assert refused.json() == {"success": False, "error": {
+                "code": "METHOD_NOT_ALLOWED", "message": "use GET or HEAD for this endpoint"}}
 
 
 def test_a_file_becomes_a_folder_and_back_and_conflicts_are_reported(
