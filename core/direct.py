@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from core.config import Settings
 from core.errors import BundleTooLarge, DeltaError, InvalidRequest, NotFound, Unavailable
 from core.events import ObjectEvent
@@ -38,7 +40,7 @@ from core.keys import (
     result_key,
     workspace_key,
 )
-from core.models import UploadRequest
+from core.models import UploadRequest, UploadUrlBody, invalid_fields
 from core.pipeline import Pipeline
 from core.sequences import Sequences
 from core.storage import ObjectNotFound, ObjectStore
@@ -46,6 +48,18 @@ from core.views import find_workspace
 
 log = logging.getLogger(__name__)
 Outcome = Literal["processed", "duplicate", "refused", "ignored"]
+
+
+def json_fields(body: Any) -> dict[str, str]:
+    """upload-url's JSON body as the form fields it stands for; `InvalidRequest` for
+    anything but an object whose known fields have their JSON types (see `UploadUrlBody`)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the JSON body must be an object of upload fields")
+    try:
+        return UploadUrlBody.model_validate(body).as_form()
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid JSON field(s): {invalid_fields(exc)} (text must be a JSON string; "
+                             "sequence_number may be an integer, force a boolean)") from None
 
 
 class DirectUploads:

@@ -98,8 +98,11 @@ def from_notification(payload: Any) -> list[ObjectEvent]:
     return [from_record(r) for r in notification.Records]
 
 
-def from_cloud_event(event_type: str, subject: str | None, data: Any) -> list[ObjectEvent]:
-    """A CloudEvent (binary or structured), from CephSource or Eventarc."""
+def from_cloud_event(event_type: Any, subject: Any, data: Any) -> list[ObjectEvent]:
+    """A CloudEvent (binary or structured), from CephSource or Eventarc. Its `type`
+    and `subject` are as the SDK parsed them: a structured event may carry any JSON."""
+    if not isinstance(event_type, str) or not isinstance(subject, str | None):
+        raise UnknownEvent("a CloudEvent whose type or subject is not a string")
     try:
         if event_type.startswith("google.cloud.storage.object."):
             gcs = StorageObjectData.model_validate(data)

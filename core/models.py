@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 SHA1_REF = re.compile(r"^sha1:[0-9a-f]{40}$")
 OperationKind = Literal["created", "updated", "deleted", "moved"]
@@ -117,6 +126,30 @@ class UploadRequest(BaseModel):
         if "\x00" in value:
             raise ValueError("must not contain NUL")
         return value
+
+
+class UploadUrlBody(_Wire):
+    """upload-url's JSON body: the upload's fields, text as JSON strings (null is
+    absent); `sequence_number` may also be a JSON integer and `force` a boolean."""
+
+    workspace_path: StrictStr | None = None
+    collection_name: StrictStr | None = None
+    sequence_number: StrictInt | StrictStr | None = None
+    force: StrictBool | StrictStr | None = None
+    source_path: StrictStr | None = None
+    logical_repo_id: StrictStr | None = None
+    session: StrictStr | None = None
+    bundle_id: StrictStr | None = None
+
+    def as_form(self) -> dict[str, str]:
+        """The fields as a form would carry them."""
+        return {name: str(value).lower() if isinstance(value, bool) else str(value)
+                for name, value in self.model_dump(exclude_none=True).items()}
+
+
+def invalid_fields(error: ValidationError) -> str:
+    """The fields a validation error names, for a message that echoes no value."""
+    return ", ".join(dict.fromkeys(str(e["loc"][0]) for e in error.errors() if e["loc"]))
 
 
 class IndexingStats(BaseModel):

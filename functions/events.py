@@ -38,7 +38,7 @@ def bundle_events(request: flask.Request) -> flask.Response:
             event = from_http(dict(request.headers), body)
         except Exception:  # noqa: BLE001 - the SDK raises assorted errors on malformed input
             raise UnknownEvent("not a valid CloudEvent") from None
-        events = from_cloud_event(str(event["type"]), event.get("subject"), event.data)
+        events = from_cloud_event(event["type"], event.get("subject"), event.data)
     else:
         try:
             payload = json.loads(body or b"null")

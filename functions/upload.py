@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import flask
 from pydantic import ValidationError
-from werkzeug.datastructures import MultiDict
 
 from core.context import service_context
 from core.errors import DeltaError, InvalidRequest
 from core.metrics import record_refusal
-from core.models import UploadRequest
+from core.models import UploadRequest, invalid_fields
 from functions._http import caller, handled, json_response, positive_int, require_method
 
 FORM_OVERHEAD = 1024 * 1024
@@ -34,7 +35,7 @@ def upload(request: flask.Request) -> flask.Response:
     return json_response(200, result.model_dump(mode="json"))
 
 
-def parse_fields(form: MultiDict[str, str], tenant: str) -> UploadRequest:
+def parse_fields(form: Mapping[str, str], tenant: str) -> UploadRequest:
     """The wire format's upload fields (also taken by upload-url)."""
     sequence = positive_int(form.get("sequence_number", ""), "sequence_number")
     try:
@@ -48,8 +49,7 @@ def parse_fields(form: MultiDict[str, str], tenant: str) -> UploadRequest:
             tenant=tenant,
         )
     except ValidationError as exc:
-        fields = ", ".join(str(e["loc"][0]) for e in exc.errors())
-        raise InvalidRequest(f"invalid form field(s): {fields}") from None
+        raise InvalidRequest(f"invalid form field(s): {invalid_fields(exc)}") from None
 
 
 def _flag(value: str, name: str) -> bool:

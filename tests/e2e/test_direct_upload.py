@@ -51,7 +51,7 @@ def service(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
     assert running.stop() == 0
 
 
-def presign(service: ServiceProcess, workspace: str, **fields: str) -> dict[str, Any]:
+def presign(service: ServiceProcess, workspace: str, **fields: Any) -> dict[str, Any]:
     answer = requests.post(service.url + "/api/v1/delta/upload-url",
                            json={"workspace_path": workspace, **fields}, timeout=30)
     assert answer.status_code == 200, answer.text
@@ -164,6 +164,26 @@ def test_the_cloud_event_target_runs_on_its_own(
 def test_unknown_events_are_a_clear_400(service: ServiceProcess) -> None:
     answer = requests.post(service.url + "/api/v1/delta/events", json={"hello": "world"}, timeout=30)
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "UNKNOWN_EVENT"
+
+
+def test_a_cloud_event_whose_subject_is_not_text_is_a_400(service: ServiceProcess, bucket: str) -> None:
+    """A structured CloudEvent is any JSON: a number as its subject (the object's key) is
+    refused, not a 500 that the platform would deliver again and again."""
+    issued = presign(service, f"/work/ce-subject-{uuid.uuid4().hex[:6]}")
+    body = event("cephsource-put.json", bucket, incoming(issued))
+    for subject in (5, True, ["k"]):
+        answer = post_event(service, {**body, "subject": subject}, "structured")
+        assert answer.status_code == 400, (subject, answer.text)
+        assert answer.json()["error"]["code"] == "UNKNOWN_EVENT"
+
+
+def test_upload_url_takes_a_json_integer_sequence_and_boolean_force(
+    service: ServiceProcess, moto_endpoint: str, bucket: str
+) -> None:
+    issued = presign(service, f"/work/typed-{uuid.uuid4().hex[:6]}", sequence_number=3, force=True)
+    key = f"{PREFIX}/workspaces/{issued['workspace_key']}/intents/{issued['bundle_id']}.json"
+    intent = json.loads(s3_client(moto_endpoint).get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert intent["sequence_number"] == 3 and intent["force"] is True
 
 
 def test_the_filesystem_backend_says_direct_uploads_are_unavailable(tmp_path: Path) -> None:

@@ -379,6 +379,37 @@ def test_form_without_multipart_is_refused(
     assert_refused(service, probe, workspace, send, 400, "INVALID_REQUEST")
 
 
+UPLOAD_URL_CASES: list[tuple[str, Any]] = [
+    # (id, JSON body: an object is sent with this test's workspace_path unless it names one)
+    ("body-a-list", ["/work/x"]),
+    ("body-a-string", "/work/x"),
+    ("workspace-path-false", {"workspace_path": False}),
+    ("workspace-path-number", {"workspace_path": 7}),
+    ("workspace-path-list", {"workspace_path": ["/work/x"]}),
+    ("collection-name-number", {"collection_name": 5}),
+    ("source-path-true", {"source_path": True}),
+    ("logical-repo-id-number", {"logical_repo_id": 12}),
+    ("bundle-id-number", {"bundle_id": 12}),
+    ("session-number", {"session": 5}),
+    ("sequence-true", {"sequence_number": True}),
+    ("sequence-fraction", {"sequence_number": 1.5}),
+    ("sequence-zero", {"sequence_number": 0}),
+    ("force-number", {"force": 1}),
+    ("force-object", {"force": {}}),
+]
+
+
+@pytest.mark.parametrize("body", [pytest.param(b, id=i) for i, b in UPLOAD_URL_CASES])
+def test_upload_url_json_of_the_wrong_type_is_refused(
+    service: ServiceProcess, probe: StorageProbe, workspace: str, body: Any
+) -> None:
+    """Text fields take JSON strings only (sequence_number also an integer, force a boolean),
+    on either backend: the filesystem one refuses before it says it cannot presign."""
+    sent = {"workspace_path": workspace, **body} if isinstance(body, dict) else body
+    send = partial(requests.post, service.url + "/api/v1/delta/upload-url", json=sent, timeout=60)
+    assert_refused(service, probe, workspace, send, 400, "INVALID_REQUEST")
+
+
 def test_service_is_still_healthy_and_accepts_a_valid_bundle(
     service: ServiceProcess, workspace: str
 ) -> None:
