@@ -1,7 +1,11 @@
-"""The OpenAPI 3.1 description of every endpoint, served at /openapi.json.
+"""The OpenAPI 3.1 description of every endpoint the router serves, at /openapi.json.
 
-Response bodies that have a pydantic model take its JSON schema; the others
-are described here once. Every error is the wire format's envelope.
+Bodies that have a pydantic model take its JSON schema (`UploadResult`, the
+S3 notification, the upload fields' limits from `UploadRequest`); the other
+answers, built as dicts in `core.views`, `core.direct` and `core.health`, are
+described here once. Every error is the wire format's envelope, with the codes
+each status can carry (README "Error codes"); 429 and 503 carry `Retry-After`,
+405 carries `Allow`. The document is built once per process.
 """
 
 from __future__ import annotations
@@ -9,125 +13,238 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
 from core import __version__
+from core.events import S3Notification
 from core.keys import BUNDLE_ID
-from core.models import UploadResult
+from core.models import UploadRequest, UploadResult
 
-ERROR = {
-    "type": "object",
-    "required": ["success", "error"],
-    "properties": {
-        "success": {"const": False},
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "additionalProperties": True,
-        },
-    },
+Schema = dict[str, Any]
+REF = "#/components/schemas/{model}"
+CODES: dict[int, list[str]] = {
+    400: ["INVALID_REQUEST", "INVALID_BUNDLE", "UNSAFE_PATH", "UNSAFE_MEMBER", "MISSING_MEMBER",
+          "UNEXPECTED_MEMBER", "DUPLICATE_MEMBER", "CONFLICTING_OPERATIONS", "HASH_MISMATCH",
+          "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "NO_UPLOAD_INTENT", "UNKNOWN_EVENT"],
+    401: ["UNAUTHORIZED"],
+    404: ["NOT_FOUND"],
+    405: ["METHOD_NOT_ALLOWED"],
+    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE"],
+    413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED"],
+    429: ["RATE_LIMITED"],
+    500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
+    501: ["DIRECT_UPLOAD_UNAVAILABLE"],
+    503: ["WORKSPACE_BUSY", "STORAGE_UNAVAILABLE", "INDEX_UNAVAILABLE", "LEASE_LOST", "SERVICE_UNAVAILABLE"],
 }
-JSON_OBJECT = {"type": "object", "additionalProperties": True}
-MANIFEST = {
-    "type": "object",
-    "required": ["files", "last_sequence"],
-    "properties": {"files": {"type": "object", "additionalProperties": {"type": "string"}},
-                   "last_sequence": {"type": "integer"},
-                   "next_cursor": {"type": ["string", "null"]}},
-    "additionalProperties": True,
-}
-WORKSPACE_PARAMS = [
-    {"name": "workspace_path", "in": "query", "required": True, "schema": {"type": "string"}},
-    {"name": "logical_repo_id", "in": "query", "required": False, "schema": {"type": "string"}},
-]
-UPLOAD_FIELDS = {
-    "workspace_path": {"type": "string"},
-    "collection_name": {"type": "string"},
-    "sequence_number": {"type": "string", "description": "a positive integer; omit to let the server assign"},
-    "force": {"type": "string", "description": "True/False, true/false, 1/0, yes/no; empty is false"},
-    "source_path": {"type": "string"},
-    "logical_repo_id": {"type": "string"},
-    "session": {"type": "string", "description": "an API key or token, as existing clients send it"},
-}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
+                               "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+ALLOW = {"Allow": {"description": "the methods this endpoint answers", "required": True,
+                   "schema": {"type": "string", "pattern": "^[A-Z]+(, [A-Z]+)*$"}}}
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+COUNT = {"type": "integer", "minimum": 0}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): {"description": "error", "content": {"application/json": {"schema": ERROR}}}
-            for code in codes}
+def _object(required: list[str], **properties: Any) -> Schema:
+    return {"type": "object", "required": required, "properties": properties,
+            "additionalProperties": True}
 
 
-def _json(schema: dict[str, Any], description: str = "success") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _error(status: int) -> Schema:
+    detail = _object(["code", "message"], code={"enum": CODES[status]}, message=STRING,
+                     expected_sequence=COUNT, received_sequence=COUNT, retry_after=COUNT)
+    return _object(["success", "error"], success={"const": False}, error=detail)
+
+
+def _json(schema: Schema, description: str = "success", headers: Schema | None = None) -> Schema:
+    answer: Schema = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _errors(*statuses: int) -> Schema:
+    headers = {405: ALLOW, 429: RETRY_AFTER, 503: RETRY_AFTER}
+    return {str(s): _json(_error(s), f"refused: {', '.join(CODES[s])}", headers.get(s)) for s in statuses}
+
+
+def _read_only(operation: Schema) -> Schema:
+    """A GET, and the HEAD that answers as it without a body (the probes and /metrics)."""
+    head = {str(status): {k: v for k, v in answer.items() if k != "content"}
+            for status, answer in operation["responses"].items()}
+    get = {**operation, "responses": {**operation["responses"], **_errors(405)}}
+    return {"get": get, "head": {**get, "operationId": get["operationId"] + "Head",
+                                 "summary": "As GET, without the body", "responses": head}}
+
+
+def _query(name: str, schema: Schema, required: bool = False, description: str = "") -> Schema:
+    parameter = {"name": name, "in": "query", "required": required, "schema": schema}
+    return {**parameter, "description": description} if description else parameter
+
+
+def _component(name: str) -> Schema:
+    return {"$ref": REF.format(model=name)}
+
+
+def _form_fields() -> Schema:
+    """The upload's text fields, with the limits `UploadRequest` enforces."""
+    model = UploadRequest.model_json_schema()["properties"]
+
+    def text(name: str) -> Schema:
+        field = next(s for s in model[name].get("anyOf", [model[name]]) if s.get("type") != "null")
+        return {k: v for k, v in field.items() if k not in ("title", "default")}
+
+    return {
+        "workspace_path": {**text("workspace_path"), "pattern": "^[^\\u0000]*$",
+                           "description": "e.g. /work/myrepo"},
+        "collection_name": {**text("collection_name"), "description": "empty: the manifest's"},
+        "sequence_number": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
+                                      {"type": "string", "pattern": "^[0-9]{0,18}$"}],
+                            "description": "a positive integer; empty or omitted: the next one"},
+        "force": {"type": "string", "enum": ["True", "False", "true", "false", "1", "0", "yes", "no", ""],
+                  "description": "apply as the next number whatever sequence_number says"},
+        "source_path": {**text("source_path"), "description": "informational"},
+        "logical_repo_id": {**text("logical_repo_id"), "description": "e.g. git:0123456789abcdef"},
+        "session": {"type": "string", "description": "an API key or token, as existing clients send it"},
+    }
+
+
+def _upload_url_bodies(fields: Schema) -> tuple[Schema, Schema]:
+    """upload-url takes the upload's fields as a form, or as JSON (where null is absent)."""
+    bundle_id = {"type": "string", "pattern": f"^({BUNDLE_ID.pattern[1:-1]})?$",
+                 "description": "the id the bundle's manifest will carry; empty: a new UUID"}
+    form = {"type": "object", "required": ["workspace_path"],
+            "properties": {**fields, "bundle_id": bundle_id}}
+    as_json = {**fields, "bundle_id": bundle_id, "force": {"anyOf": [{"type": "boolean"}, fields["force"]]}}
+    body = {"type": "object", "required": ["workspace_path"], "properties": {
+        name: schema if name == "workspace_path" else {"anyOf": [*schema.get("anyOf", [schema]),
+                                                                 {"type": "null"}]}
+        for name, schema in as_json.items()}}
+    return form, body
+
+
+def _schemas() -> Schema:
+    """Components: the pydantic models' schemas, and the answers described here."""
+    _, defs = models_json_schema([(UploadResult, "serialization"), (S3Notification, "validation")],
+                                 ref_template=REF)
+    server_info = _object(["version", "max_bundle_size_mb", "supported_formats", "storage_backend"],
+                          version=STRING, max_bundle_size_mb=COUNT,
+                          supported_formats={"type": "array", "items": STRING}, storage_backend=STRING)
+    pending = {"anyOf": [{"type": "null"}, _object(["bundle_id", "sequence"], bundle_id=STRING,
+                                                   sequence=COUNT, lease_expires_in_s={"type": "number"})]}
+    states = ["awaiting_upload", "uploaded", "processing", "committed", "refused"]
+    answers = {
+        "Health": _object(["status", "timestamp", "version", "qdrant_url", "work_dir"],
+                          status={"enum": ["healthy", "ready", "unavailable"]}, timestamp=STRING,
+                          version=STRING, qdrant_url=STRING, qdrant_mode={"enum": ["server", "embedded"]},
+                          work_dir=STRING, storage_backend=STRING, storage_url=STRING,
+                          checks={"type": "object", "additionalProperties": STRING}),
+        "Status": _object(["workspace_path", "workspace_key", "collection_name", "last_sequence", "status",
+                           "server_info"],
+                          workspace_path=STRING, workspace_key=STRING, collection_name=STRING,
+                          last_sequence=COUNT, last_upload=NULLABLE_STRING, last_bundle_id=NULLABLE_STRING,
+                          pending_operations=COUNT, pending_bundle=pending,
+                          indexed_points={"type": ["integer", "null"]}, status={"const": "ready"},
+                          server_info=server_info),
+        "Manifest": _object(["workspace_path", "workspace_key", "last_sequence", "files", "next_cursor"],
+                            workspace_path=STRING, workspace_key=STRING, last_sequence=COUNT,
+                            files={"type": "object", "additionalProperties": {
+                                "type": "string", "pattern": "^sha1:[0-9a-f]{40}$"}},
+                            next_cursor=NULLABLE_STRING),
+        "UploadUrl": _object(["success", "bundle_id", "workspace_key", "upload_url", "method", "expires_in",
+                              "expires_at", "max_bundle_size_mb"],
+                             success={"const": True}, bundle_id=STRING, workspace_key=STRING,
+                             upload_url=STRING, method={"const": "PUT"}, expires_in=COUNT,
+                             expires_at=STRING, max_bundle_size_mb=COUNT),
+        "BundleState": _object(["bundle_id", "state"], bundle_id=STRING, state={"enum": states},
+                               result=_component("UploadResult"), sequence_number=COUNT,
+                               error=_object(["code", "message"], code=STRING, message=STRING)),
+        "EventOutcomes": _object(["success", "outcomes"], success={"const": True}, outcomes={
+            "type": "array", "items": _object(["key", "outcome"], key=STRING, outcome={
+                "enum": ["processed", "duplicate", "refused", "ignored"]})}),
+        "CloudEvent": _object(["specversion", "id", "source", "type"], specversion=STRING, id=STRING,
+                              source=STRING, type=STRING, subject=STRING, data={}),
+    }
+    return {**defs["$defs"], **answers}
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    result = UploadResult.model_json_schema(ref_template="#/components/schemas/{model}")
-    definitions = result.pop("$defs", {})
-    common = _errors(401, 429, 500, 503)
-    status_schema = {"type": "object", "required": ["workspace_path", "collection_name",
-                                                    "last_sequence", "status", "server_info"],
-                     "properties": {"workspace_path": {"type": "string"},
-                                    "collection_name": {"type": "string"},
-                                    "last_sequence": {"type": "integer", "minimum": 0},
-                                    "status": {"const": "ready"},
-                                    "server_info": JSON_OBJECT},
-                     "additionalProperties": True}
-    health = {"get": {"summary": "Liveness (readiness with ?ready=1)", "responses": {
-        "200": _json(JSON_OBJECT), **_errors(503)},
-        "parameters": [{"name": "ready", "in": "query", "required": False,
-                        "schema": {"type": "string"}}]}}
+    fields = _form_fields()
+    upload_url_form, upload_url_json = _upload_url_bodies(fields)
+    workspace = [_query("workspace_path", fields["workspace_path"], required=True),
+                 _query("logical_repo_id", STRING, description="the repo identity it was uploaded with")]
+    guarded = _errors(401, 405, 429, 500, 503)  # every authenticated endpoint
+    secured: list[Schema] = [{}, {"bearer": []}, {"apiKey": []}, {"session": []}]  # {}: AUTH_MODE=none
+    to_state = {"BundleState": {"operationId": "bundleState", "parameters": {
+        "bundle_id": "$response.body#/bundle_id", "workspace_path": "$request.body#/workspace_path"}}}
+    health = {"responses": {"200": _json(_component("Health")),
+                            "503": _json(_component("Health"), "storage or Qdrant does not answer"),
+                            **_errors(500)}}
+    paths: dict[str, Any] = {
+        "/health": _read_only({
+            "operationId": "health", "summary": "Liveness; with ?ready=1 readiness, as /ready",
+            "parameters": [_query("ready", STRING, description="1, true or yes: readiness")], **health}),
+        "/ready": _read_only({"operationId": "ready", "summary": "Readiness: storage and Qdrant answer",
+                              **health}),
+        "/api/v1/delta/status": {"get": {
+            "operationId": "status", "summary": "The workspace's sequence record",
+            "parameters": workspace, "security": secured,
+            "responses": {"200": _json(_component("Status")), **_errors(400), **guarded}}},
+        "/api/v1/delta/manifest": {"get": {
+            "operationId": "manifest", "summary": "Every file the server holds, one page at a time",
+            "parameters": [*workspace,
+                           _query("limit", {"type": "integer", "minimum": 1},
+                                  description="1 to MANIFEST_PAGE_LIMIT (400 beyond it)"),
+                           _query("cursor", STRING, description="a next_cursor this service returned")],
+            "security": secured,
+            "responses": {"200": _json(_component("Manifest")), **_errors(400), **guarded}}},
+        "/api/v1/delta/upload": {"post": {
+            "operationId": "upload", "summary": "Apply one delta bundle, synchronously",
+            "security": secured,
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["bundle", "workspace_path"],
+                "properties": {"bundle": {"type": "string", "format": "binary",
+                                          "description": "the .tar.gz delta bundle"}, **fields}}}}},
+            "responses": {"200": {**_json(_component("UploadResult")), "links": to_state},
+                          **_errors(400, 409, 413), **guarded}}},
+        "/api/v1/delta/upload-url": {"post": {
+            "operationId": "uploadUrl", "summary": "A presigned PUT for a direct-to-bucket upload (S3 only)",
+            "security": secured,
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": upload_url_json},
+                "application/x-www-form-urlencoded": {"schema": upload_url_form}}},
+            "responses": {"200": {**_json(_component("UploadUrl")), "links": to_state},
+                          **_errors(400, 501), **guarded}}},
+        "/api/v1/delta/bundles/{bundle_id}": {"get": {
+            "operationId": "bundleState", "summary": "Where one bundle stands",
+            "parameters": [{"name": "bundle_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": BUNDLE_ID.pattern}}, *workspace],
+            "security": secured,
+            "responses": {"200": _json(_component("BundleState")), **_errors(400, 404), **guarded}}},
+        "/api/v1/delta/events": {"post": {
+            "operationId": "events",
+            "summary": "Object-created events: S3/RGW notification JSON, or a CloudEvent "
+                       "(structured, or binary with ce-* headers)",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _component("S3Notification")},
+                "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
+            "responses": {"200": _json(_component("EventOutcomes")), **_errors(400, 405, 500, 503)}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                  "responses": {"200": _json({"type": "object"}), **_errors(405, 500)}}},
+        "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",
+                                "responses": {"200": {"description": "text exposition format",
+                                                      "content": {"text/plain": {"schema": STRING}}},
+                                              **_errors(500)}}),
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Delta upload service", "version": __version__},
-        "paths": {
-            "/health": health,
-            "/ready": {"get": {"summary": "Readiness: storage and Qdrant answer",
-                               "responses": {"200": _json(JSON_OBJECT), **_errors(503)}}},
-            "/api/v1/delta/status": {"get": {
-                "summary": "The workspace's sequence record",
-                "parameters": WORKSPACE_PARAMS,
-                "responses": {"200": _json(status_schema), **_errors(400, 405), **common}}},
-            "/api/v1/delta/manifest": {"get": {
-                "summary": "Every file the server holds, paged",
-                "parameters": [*WORKSPACE_PARAMS,
-                               {"name": "limit", "in": "query", "required": False,
-                                "schema": {"type": "string"}},
-                               {"name": "cursor", "in": "query", "required": False,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": _json(MANIFEST),
-                              **_errors(400, 405), **common}}},
-            "/api/v1/delta/upload": {"post": {
-                "summary": "Apply one delta bundle, synchronously",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object", "required": ["bundle", "workspace_path"],
-                    "properties": {"bundle": {"type": "string", "format": "binary"}, **UPLOAD_FIELDS},
-                }}}},
-                "responses": {"200": _json({"$ref": "#/components/schemas/UploadResult"}),
-                              **_errors(400, 405, 409, 413), **common}}},
-            "/api/v1/delta/upload-url": {"post": {
-                "summary": "A presigned PUT for a direct-to-bucket upload",
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"type": "object", "required": ["workspace_path"],
-                                                    "properties": {**UPLOAD_FIELDS,
-                                                                   "bundle_id": {"type": "string"}}}},
-                    "application/x-www-form-urlencoded": {"schema": {
-                        "type": "object", "required": ["workspace_path"],
-                        "properties": {**UPLOAD_FIELDS, "bundle_id": {"type": "string"}}}}}},
-                "responses": {"200": _json(JSON_OBJECT), **_errors(400, 405, 501), **common}}},
-            "/api/v1/delta/bundles/{bundle_id}": {"get": {
-                "summary": "Where one bundle stands",
-                "parameters": [{"name": "bundle_id", "in": "path", "required": True,
-                                "schema": {"type": "string", "pattern": BUNDLE_ID.pattern}},
-                               *WORKSPACE_PARAMS],
-                "responses": {"200": _json(JSON_OBJECT), **_errors(400, 404, 405), **common}}},
-            "/api/v1/delta/events": {"post": {
-                "summary": "Object-created events: S3/RGW notification JSON or a CloudEvent",
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": JSON_OBJECT},
-                    "application/cloudevents+json": {"schema": JSON_OBJECT}}},
-                "responses": {"200": _json(JSON_OBJECT), **_errors(400, 405, 500, 503)}}},
-            "/openapi.json": {"get": {"summary": "This document",
-                                      "responses": {"200": _json(JSON_OBJECT)}}},
-        },
-        "components": {"schemas": {"UploadResult": result, **definitions}},
+        "info": {"title": "Delta upload service", "version": __version__,
+                 "description": 'Errors: {"success": false, "error": {"code", "message", …}}'},
+        "paths": paths,
+        "components": {"schemas": _schemas(), "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "API key or JWT (AUTH_MODE)"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "session": {"type": "apiKey", "in": "query", "name": "session"},
+        }},
     }
