@@ -1,137 +1,418 @@
 """Property-based: random valid bundles apply exactly; random broken ones change nothing.
 
-Valid: a random sequence of bundles over a small path alphabet (created,
-updated, deleted, moved with and without content), checked after every bundle
-against a model of the workspace. Invalid: a valid bundle damaged at random
-(byte flips, truncation, an unsafe path, a wrong hash, a missing member); the
-pipeline must refuse it with a 4xx `DeltaError` and leave storage byte-for-byte
-as it was, or, when the damage happens to be harmless, apply it.
+Valid: random sequences of bundles over a small path alphabet in which paths
+are files in one state and folders in another (created, updated, deleted,
+moved with and without content, including what a stale client sends: updates of
+missing files, deletes of absent ones, moves from missing sources, moves whose
+hash disagrees). A model of the workspace predicts each bundle's outcome; after
+every bundle the stored tree (files and folders), the counts, the failures, the
+manifest and the sequence must be exactly the model's, and sending the same
+bundle again must be a duplicate that changes nothing.
+
+Invalid: a valid next bundle damaged at random (byte flips, truncation, unsafe
+paths in operations and member names, wrong hashes and sizes, missing, stray
+and duplicate members, links and devices, broken or mistyped JSON, counts that
+disagree, conflicting operations, a reused bundle id, a wrong sequence number,
+size limits). The pipeline must refuse it with a 4xx `DeltaError` and leave
+storage byte for byte as it was, or - only for a flip in the gzip header that
+changes no content - apply it exactly as the undamaged bundle.
+
+Bugs found here are pinned as fixed examples at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import tarfile
 import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from core import workspace
 from core.config import Settings
 from core.errors import DeltaError
 from core.keys import workspace_key
-from core.models import UploadRequest
+from core.models import UploadRequest, UploadResult
 from core.pipeline import Pipeline
+from core.sequences import Sequences
 from core.storage.filesystem import FilesystemStore
-from tests.support.bundles import BundleBuilder
+from core.views import manifest
+from tests.support.bundles import BundleBuilder, RawMember
 
-PATHS = ["a.py", "b.py", "src/c.py", "src/d/e.py", "f.md", "lib/g.py"]
 WORKSPACE = "/work/fuzz"
 WS = workspace_key("", WORKSPACE, None)
-CONTENT = st.binary(min_size=0, max_size=64)
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None,
+# "lib" and "src/d" are files in some states and folders in others
+PATHS = ["a.py", "b.md", "lib", "lib/g.py", "lib/h.py", "src/c.py", "src/d", "src/d/e.py"]
+CONTENT = st.one_of(st.sampled_from([b"", b"same\n"]), st.binary(max_size=48))
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+Tree = dict[str, bytes]
 
 
-def fresh() -> tuple[Path, Pipeline]:
-    root = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    config = Settings(work_dir=str(root), qdrant_url=":memory:", lease_secs=5, claim_wait_secs=1)
-    return root, Pipeline(config, FilesystemStore(root), indexer=None)
+def sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    base = root / "workspaces" / WS / "tree"
-    return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+def ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts))]
 
 
-def storage(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and not str(p.relative_to(root)).startswith(".locks")}
+# the model -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Op:
+    kind: str
+    path: str
+    data: bytes | None = None  # content shipped in the bundle
+    source: str = ""  # moves
+    declared: bytes | None = None  # moves without content: the bytes whose hash is declared
 
 
-def upload(pipeline: Pipeline, body: bytes) -> int:
-    return pipeline.upload(UploadRequest(workspace_path=WORKSPACE), io.BytesIO(body)).sequence_number
+@dataclass
+class Outcome:
+    tree: Tree
+    counts: Counter[str] = field(default_factory=Counter)
+    failures: set[tuple[str, str]] = field(default_factory=set)
+
+
+def expected(tree: Tree, ops: list[Op]) -> Outcome:
+    """What applying `ops` to `tree` must do. Deletions run first; a new path
+    fails while a file stands where its folder must be, or a folder (with files
+    left after the deletions) stands at the path itself. Moves copy the tree's
+    bytes from before the bundle; sources not written again are removed."""
+    written = {op.path for op in ops if op.kind != "deleted"}
+    deleted = {op.path for op in ops if op.kind == "deleted"}
+    left = {p for p in tree if p not in deleted}
+    out = Outcome({p: b for p, b in tree.items() if p not in deleted})
+    copies: Tree = {}
+    gone: set[str] = set()
+
+    def blocked(path: str) -> bool:
+        return path not in tree and (any(p.startswith(path + "/") for p in left)
+                                     or any(a in left and a not in written for a in ancestors(path)))
+
+    def fail(op: Op) -> None:
+        out.failures.add((op.kind, op.path))
+        out.counts["failed"] += 1
+
+    for op in ops:
+        if op.kind == "deleted":
+            out.counts["deleted" if op.path in tree else "skipped"] += 1
+        elif blocked(op.path):
+            fail(op)
+        elif op.kind in ("created", "updated"):
+            assert op.data is not None
+            if tree.get(op.path) == op.data:
+                out.counts["skipped"] += 1
+            else:
+                copies[op.path] = op.data
+                out.counts[op.kind] += 1
+        elif op.data is not None:  # moved with content
+            copies[op.path] = op.data
+            gone |= {op.source} - written
+            out.counts["moved"] += 1
+        else:  # moved without content: the server's copy of the source
+            source, declared = tree.get(op.source), op.declared
+            if source is None:
+                if declared is None or op.path not in tree or sha1(tree[op.path]) != sha1(declared):
+                    fail(op)
+                    continue
+            elif declared is not None and sha1(declared) != sha1(source):
+                fail(op)
+                continue
+            else:
+                copies[op.path] = source
+            gone |= {op.source} - written
+            out.counts["moved"] += 1
+    out.tree.update(copies)
+    for path in gone:
+        out.tree.pop(path, None)
+    return out
 
 
 @st.composite
-def edit_bundle(draw: st.DrawFn, model: dict[str, bytes],
-                number: int) -> tuple[BundleBuilder, dict[str, bytes]]:
-    """Bundle `number`: edits on distinct paths, consistent with `model`, and the model after it."""
-    after = dict(model)
-    builder = BundleBuilder(bundle_id=f"fuzz-{number}")
-    touched: set[str] = set()
-    for _ in range(draw(st.integers(1, 4))):
-        free = [p for p in PATHS if p not in touched]
-        if not free:
-            break
-        path = draw(st.sampled_from(free))
-        kind = draw(st.sampled_from(["write", "delete", "move"]))
-        if kind == "move" and path in after:
-            targets = [p for p in PATHS if p not in after and p not in touched and p != path
-                       and not any(p.startswith(q + "/") or q.startswith(p + "/") for q in after)]
-            if targets:
-                dest = draw(st.sampled_from(targets))
-                data = after.pop(path)
-                with_content = draw(st.booleans())
-                builder.moved(path, dest, data if with_content else None, content_hash_of=data)
-                after[dest] = data
-                touched |= {path, dest}
-                continue
-        if kind == "delete" and path in after:
-            builder.deleted(path)
-            del after[path]
-        elif not any(path.startswith(q + "/") or q.startswith(path + "/") for q in after if q != path):
-            data = draw(CONTENT)
-            if path in after:
-                builder.updated(path, data, previous=after[path])
+def next_ops(draw: st.DrawFn, tree: Tree) -> list[Op]:
+    """A valid bundle's operations: distinct targets, no path both deleted and
+    moved away, no written path inside another written path, no self-move."""
+    ops: list[Op] = []
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.sampled_from(["created", "updated", "deleted", "moved", "moved"]))
+        path = draw(st.sampled_from(PATHS))
+        op = Op(kind, path)
+        if kind in ("created", "updated"):
+            op = Op(kind, path, draw(CONTENT))
+        elif kind == "moved":
+            source = draw(st.sampled_from(sorted(tree) * 2 + PATHS))
+            if draw(st.booleans()):
+                op = Op(kind, path, draw(CONTENT), source)
             else:
-                builder.created(path, data)
-            after[path] = data
-        touched.add(path)
-    return builder, after
+                declared = draw(st.sampled_from(["source", "none", "other"]))
+                claim = tree.get(source, b"?") if declared == "source" else (
+                    None if declared == "none" else draw(CONTENT))
+                op = Op(kind, path, None, source, claim)
+        if _still_valid([*ops, op]):
+            ops.append(op)
+    return ops
 
 
+def _still_valid(ops: list[Op]) -> bool:
+    targets = [op.path for op in ops]
+    deleted = {op.path for op in ops if op.kind == "deleted"}
+    sources = {op.source for op in ops if op.kind == "moved"}
+    written = set(targets) - deleted
+    return (len(set(targets)) == len(targets) and not deleted & sources
+            and all(op.source != op.path for op in ops if op.kind == "moved")
+            and not any(a in written for p in written for a in ancestors(p)))
+
+
+def build(ops: list[Op], tree: Tree, bundle_id: str) -> BundleBuilder:
+    builder = BundleBuilder(bundle_id=bundle_id, workspace_path=WORKSPACE)
+    for op in ops:
+        if op.kind == "created":
+            builder.created(op.path, op.data or b"")
+        elif op.kind == "updated":
+            builder.updated(op.path, op.data or b"", previous=tree.get(op.path))
+        elif op.kind == "deleted":
+            builder.deleted(op.path, previous=tree.get(op.path))
+        else:
+            builder.moved(op.source, op.path, op.data, content_hash_of=op.declared)
+    return builder
+
+
+# the pipeline, in-process, on the filesystem backend ---------------------------
+@contextmanager
+def fresh_service() -> Iterator[tuple[Path, Pipeline]]:
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
+        root = Path(folder)
+        config = Settings(work_dir=str(root), qdrant_url=":memory:", indexing_enabled=False,
+                          lease_secs=5, claim_wait_secs=1, max_bundle_size_mb=1,
+                          max_uncompressed_mb=1, max_bundle_members=64)
+        yield root, Pipeline(config, FilesystemStore(root), indexer=None)
+
+
+def upload(pipeline: Pipeline, body: bytes, sequence: int | None = None) -> UploadResult:
+    request = UploadRequest(workspace_path=WORKSPACE, sequence_number=sequence)
+    return pipeline.upload(request, io.BytesIO(body))
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every stored file, but locks and scratch."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not str(p.relative_to(root)).startswith((".locks", ".scratch"))}
+
+
+def stored_tree(root: Path) -> tuple[Tree, set[str]]:
+    base = root / "workspaces" / WS / "tree"
+    entries = list(base.rglob("*")) if base.is_dir() else []
+    files = {p.relative_to(base).as_posix(): p.read_bytes() for p in entries if p.is_file()}
+    return files, {p.relative_to(base).as_posix() for p in entries if p.is_dir()}
+
+
+def last_sequence(pipeline: Pipeline) -> int:
+    head, _ = Sequences(pipeline.store, WS, 60).read()
+    return head.last_sequence if head else 0
+
+
+def check_applied(root: Path, pipeline: Pipeline, result: UploadResult, want: Outcome, number: int) -> None:
+    files, folders = stored_tree(root)
+    assert files == want.tree
+    assert folders == {a for p in want.tree for a in ancestors(p)}, "no folder without a file"
+    done = result.processed_operations.model_dump()
+    assert {k: v for k, v in done.items() if v} == dict(+want.counts)
+    assert {(f.operation, f.path) for f in result.failures} == want.failures
+    assert result.sequence_number == number == last_sequence(pipeline)
+    listed = manifest(pipeline.store, pipeline.settings, "", WORKSPACE, None, "", None)
+    assert listed["files"] == {p: "sha1:" + sha1(b) for p, b in want.tree.items()}
+    assert not any((root / ".scratch").iterdir()), "scratch is left clean"
+
+
+@pytest.mark.parametrize("list_from", [1, 10**6], ids=["folders-listed", "paths-probed"])
 @FUZZ
-@given(st.data())
-def test_random_valid_bundles_apply_exactly(data: st.DataObject) -> None:
-    root, pipeline = fresh()
-    model: dict[str, bytes] = {}
-    for number in range(1, data.draw(st.integers(1, 5)) + 1):
-        builder, model = data.draw(edit_bundle(model, number))
-        assert upload(pipeline, builder.build()) == number
-        assert tree(root) == model
+@given(data=st.data())
+def test_random_valid_bundles_apply_exactly(list_from: int, data: st.DataObject) -> None:
+    """Planning surveys the tree both ways: by listing each folder holding a new path
+    (LIST_FROM=1) and by probing each path on its own (a limit never reached)."""
+    with pytest.MonkeyPatch.context() as patch, fresh_service() as (root, pipeline):
+        patch.setattr(workspace, "LIST_FROM", list_from)
+        model: Tree = {}
+        for number in range(1, data.draw(st.integers(1, 6), label="bundles") + 1):
+            ops = data.draw(next_ops(model), label=f"bundle {number}")
+            body = build(ops, model, f"fuzz-{number}").build()
+            want = expected(model, ops)
+            check_applied(root, pipeline, upload(pipeline, body), want, number)
+            for kind in want.counts:
+                event(f"bundle with {kind} operations")
+            model = want.tree
+            before = snapshot(root)
+            again = upload(pipeline, body)
+            assert again.duplicate and again.sequence_number == number
+            assert snapshot(root) == before, "a duplicate changes nothing"
 
 
-DAMAGE = st.sampled_from(["flip", "truncate", "unsafe-path", "wrong-hash", "missing-member", "bad-json"])
+# damage ----------------------------------------------------------------------
+UNSAFE = ["../x", "/abs", "a/../../b", "C:/x", "a\\b", "a\x00b", "", "./a", "a//b", "a/", ".",
+          "a\nb", "\x7f", "x" * 300, "y/" * 2100 + "z"]
+BYTE_DAMAGE = ["flip", "truncate"]
+DAMAGE = ["unsafe-path", "unsafe-source", "unsafe-member", "wrong-hash", "wrong-size", "missing-member",
+          "stray-member", "duplicate-member", "link", "device", "broken-json", "mistyped", "counts",
+          "conflict", "reused-id", "sequence", "bomb", "too-large", "too-many"]
 
 
-@FUZZ
-@given(st.data(), DAMAGE)
-def test_random_broken_bundles_change_nothing(data: st.DataObject, damage: str) -> None:
-    root, pipeline = fresh()
-    upload(pipeline, BundleBuilder().created("keep.py", b"kept\n").build())
-    builder, _ = data.draw(edit_bundle({"keep.py": b"kept\n"}, 2))
+def damage_bundle(data: st.DataObject, damage: str, builder: BundleBuilder, applied_id: str) -> bytes:
+    """Apply `damage` to a valid bundle (one with at least one created file)."""
+    ops, name = builder.operations, f"{builder.bundle_id}/"
+    target = data.draw(st.sampled_from([op for op in ops if op["operation"] in ("created", "updated")]),
+                       label="target")
+    member = f"files/{target['operation']}/{target['path']}"
     if damage == "unsafe-path":
-        builder.operations[-1]["path"] = builder.operations[-1]["relative_path"] = data.draw(
-            st.sampled_from(["../x", "/abs", "a/../../b", "C:/x", "a\\b", "a\x00b", "", "./a"]))
+        op = data.draw(st.sampled_from(ops), label="op")
+        op["path"] = op["relative_path"] = data.draw(st.sampled_from(UNSAFE), label="path")
+    elif damage == "unsafe-source":
+        builder.moved(data.draw(st.sampled_from(UNSAFE), label="source"), "moved-here.py")
+    elif damage == "unsafe-member":
+        builder.extra_members.append(RawMember(data.draw(st.sampled_from(
+            ["../evil", "/etc/evil", name + "files/created/../../x", name + "files//created/x", "C:/x",
+             name + "a\\b"]), label="member"), b"evil"))
     elif damage == "wrong-hash":
-        builder.created("extra.py", b"x").operations[-1]["content_hash"] = "sha1:" + "0" * 40
+        target["content_hash"] = "sha1:" + sha1(b"something else")
+    elif damage == "wrong-size":
+        target["size_bytes"] += data.draw(st.sampled_from([1, -1])) if target["size_bytes"] else 1
     elif damage == "missing-member":
-        builder.created("extra.py", b"x").omit_members.add("files/created/extra.py")
-    elif damage == "bad-json":
-        builder.raw_operations = data.draw(st.binary(max_size=40))
+        builder.omit_members.add(member)
+    elif damage == "stray-member":
+        builder.extra_members.append(RawMember(name + "files/created/stray.py", b"stray"))
+    elif damage == "duplicate-member":
+        builder.extra_members.append(RawMember(name + data.draw(st.sampled_from(
+            [member, "manifest.json", "metadata/operations.json"]), label="twice"), b"{}"))
+    elif damage in ("link", "device"):
+        kind = data.draw(st.sampled_from([tarfile.SYMTYPE, tarfile.LNKTYPE] if damage == "link"
+                                         else [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE]))
+        builder.omit_members.add(member)
+        builder.extra_members.append(RawMember(name + member, kind=kind, linkname="/etc/passwd"))
+    elif damage == "broken-json":  # a strict prefix of a JSON object is never JSON
+        which = data.draw(st.sampled_from(["manifest", "operations"]), label="which")
+        text = json.dumps(builder.manifest() if which == "manifest" else {"operations": ops}).encode()
+        cut = text[: data.draw(st.integers(0, len(text) - 1), label="cut")] or b" "
+        builder.raw_manifest, builder.raw_operations = (cut, None) if which == "manifest" else (None, cut)
+    elif damage == "mistyped":
+        key, value = data.draw(st.sampled_from([
+            ("size_bytes", -1), ("size_bytes", "3"), ("operation", "renamed"), ("path", 7),
+            ("content_hash", "md5:" + "0" * 32), ("content_hash", "sha1:" + "A" * 40)]), label="field")
+        target[key] = value
+    elif damage == "counts":
+        counts = builder.manifest()["operations"]
+        counts[target["operation"]] += 1
+        builder.manifest_overrides["operations"] = counts
+    elif damage == "conflict":
+        ops.append(dict(target, operation="deleted") if data.draw(st.booleans()) else {**target})
+    elif damage == "reused-id":
+        builder.bundle_id = applied_id
+    elif damage == "bomb":
+        builder.created("bomb.bin", bytes(2 * 1024 * 1024))
+    elif damage == "too-large":
+        builder.created("noise.bin", hashlib.shake_256(b"noise").digest(1100 * 1024))
+    elif damage == "too-many":
+        for i in range(70):
+            builder.created(f"many/{i}.py", b"")
     body = builder.build()
-    if damage == "flip":
-        position = data.draw(st.integers(0, len(body) - 1))
-        flipped = body[position] ^ data.draw(st.integers(1, 255))
-        body = body[:position] + bytes([flipped]) + body[position + 1:]
+    if damage == "flip":  # often in the gzip header and trailer, where a flip may be harmless
+        at = data.draw(st.one_of(st.integers(0, 9), st.integers(len(body) - 8, len(body) - 1),
+                                 st.integers(0, len(body) - 1)), label="at")
+        body = body[:at] + bytes([body[at] ^ data.draw(st.integers(1, 255), label="xor")]) + body[at + 1:]
     elif damage == "truncate":
-        body = body[: data.draw(st.integers(0, len(body) - 1))]
-    before = storage(root)
-    try:
-        upload(pipeline, body)
-    except DeltaError as refused:
-        assert 400 <= refused.http_status < 500, refused
-        assert storage(root) == before
-    else:
-        assert damage in ("flip", "bad-json"), "only harmless damage may apply"
+        body = body[: data.draw(st.integers(0, len(body) - 1), label="length")]
+    return body
+
+
+def refused_or_applied_exactly(damage: str, data: st.DataObject) -> None:
+    with fresh_service() as (root, pipeline):
+        model: Tree = {}
+        for number in range(1, data.draw(st.integers(1, 3), label="applied") + 1):
+            ops = data.draw(next_ops(model), label=f"bundle {number}")
+            upload(pipeline, build(ops, model, f"fuzz-{number}").build())
+            model = expected(model, ops).tree
+        ops = [*data.draw(next_ops(model), label="next"), Op("created", "new.py", data.draw(CONTENT))]
+        if not _still_valid(ops):
+            ops = [Op("created", "new.py", b"new\n")]
+        builder = build(ops, model, "fuzz-next")
+        sequence = number + data.draw(st.sampled_from([2, 5])) if damage == "sequence" else None
+        body = damage_bundle(data, damage, builder, applied_id="fuzz-1")
+        before = snapshot(root)
+        try:
+            result = upload(pipeline, body, sequence)
+        except DeltaError as refused:
+            event(f"{damage}: {refused.code}")
+            assert 400 <= refused.http_status < 500, (damage, refused.code, refused.message)
+            assert snapshot(root) == before, (damage, refused.code)
+            assert not any((root / ".scratch").iterdir()), "scratch is left clean"
+            return
+        assert damage == "flip", f"{damage}: a damaged bundle was applied"
+        event("flip: harmless, applied")
+        check_applied(root, pipeline, result, expected(model, ops), number + 1)
+
+
+@pytest.mark.parametrize("damage", BYTE_DAMAGE)
+@settings(FUZZ, max_examples=50)
+@given(data=st.data())
+def test_random_bytes_damaged_change_nothing(damage: str, data: st.DataObject) -> None:
+    refused_or_applied_exactly(damage, data)
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@settings(FUZZ, max_examples=12)
+@given(data=st.data())
+def test_random_broken_bundles_change_nothing(damage: str, data: st.DataObject) -> None:
+    refused_or_applied_exactly(damage, data)
+
+
+# bugs the fuzzer found, as fixed examples ---------------------------------------
+def apply_in_turn(bundles: list[list[Op]]) -> list[UploadResult]:
+    """Apply each bundle in turn; each must end exactly as the model says."""
+    results = []
+    with fresh_service() as (root, pipeline):
+        model: Tree = {}
+        for number, ops in enumerate(bundles, start=1):
+            want = expected(model, ops)
+            results.append(upload(pipeline, build(ops, model, f"case-{number}").build()))
+            check_applied(root, pipeline, results[-1], want, number)
+            model = want.tree
+    return results
+
+
+def failed(result: UploadResult) -> list[tuple[str, str]]:
+    return [(f.operation, f.path) for f in result.failures]
+
+
+def test_a_new_file_where_a_folder_keeps_files_is_reported_as_failed() -> None:
+    """A new file at a folder of the tree that the bundle's deletions only partly
+    empty: the folder and its other files stay, the file is a reported failure."""
+    _, second = apply_in_turn([[Op("created", "lib/g.py", b"g")],
+                               [Op("created", "lib", b"file"), Op("deleted", "lib/h.py")]])
+    assert failed(second) == [("created", "lib")]
+
+
+def test_a_move_onto_a_folder_that_keeps_files_fails_and_the_workspace_goes_on() -> None:
+    """The same as a move without content: a reported failure (the source stays),
+    never a 500 that leaves the claim pending for every later upload to replay."""
+    _, second, third = apply_in_turn([[Op("created", "lib/g.py", b"g"), Op("created", "a.py", b"a")],
+                                      [Op("moved", "lib", None, "a.py", b"a"), Op("deleted", "lib/h.py")],
+                                      [Op("created", "z.py", b"z")]])
+    assert failed(second) == [("moved", "lib")]
+    assert failed(third) == [] and third.processed_operations.created == 1
+
+
+def test_deleting_the_last_file_of_a_folder_named_tree_leaves_no_folder() -> None:
+    """Pruning after a delete climbs past a folder named 'tree' inside the workspace,
+    so the path can become a file afterwards (as on S3)."""
+    *_, last = apply_in_turn([[Op("created", "docs/tree/x.md", b"x")], [Op("deleted", "docs/tree/x.md")],
+                              [Op("created", "docs/tree", b"now a file")]])
+    assert failed(last) == [] and last.processed_operations.created == 1
