@@ -1,9 +1,10 @@
-"""`make bench`: every benchmark, one table."""
+"""`make bench`: every benchmark, one table (see `local.bench.run_all`)."""
 
 from __future__ import annotations
 
-from local.bench import indexing, pipeline
+import sys
+
+from local.bench import run_all
 
 if __name__ == "__main__":
-    indexing.main()
-    pipeline.main()
+    sys.exit(run_all.main())
