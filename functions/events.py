@@ -5,12 +5,16 @@ HTTP push and AWS notifications post plain JSON, so `bundle_events` (served by
 the router at POST /api/v1/delta/events) takes plain S3-record JSON and
 CloudEvents in binary and structured mode alike. Both answer 2xx once every
 bundle is processed or permanently refused; a transient failure is an error
-(5xx), so the platform delivers the event again.
+(5xx), so the platform delivers the event again. An event that is not an
+object-created one answers 400 on the HTTP target; the CloudEvent target
+acknowledges it with a warning, since a platform redelivers what a function
+fails on (and functions-framework turns every exception into a 500).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import flask
@@ -21,9 +25,16 @@ from core.errors import InvalidRequest
 from core.events import ObjectEvent, UnknownEvent, from_cloud_event, from_notification
 from functions._http import handled, json_response, require_method
 
+log = logging.getLogger("functions")
+
 
 def on_bundle_uploaded(cloud_event: Any) -> None:
-    events = from_cloud_event(cloud_event["type"], cloud_event.get("subject"), cloud_event.data)
+    try:
+        events = from_cloud_event(cloud_event["type"], cloud_event.get("subject"), cloud_event.data)
+    except UnknownEvent as exc:
+        log.warning("CloudEvent %s ignored: %s", cloud_event["id"], exc, extra={
+            "event_type": str(cloud_event["type"])[:200], "source": str(cloud_event["source"])[:200]})
+        return
     _process(events)
 
 

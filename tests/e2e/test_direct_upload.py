@@ -151,14 +151,20 @@ def test_the_cloud_event_target_runs_on_its_own(
     issued = presign(service, workspace)
     put(issued["upload_url"], BundleBuilder(bundle_id=issued["bundle_id"]).created("a", b"1").build())
     function = ServiceProcess(env, tmp_path / "ce.log", target="on_bundle_uploaded").start()
+    headers = {"Content-Type": "application/cloudevents+json"}
+    body = event("eventarc-finalized.json", bucket, incoming(issued))
     try:
-        body = event("eventarc-finalized.json", bucket, incoming(issued))
-        headers = {"Content-Type": "application/cloudevents+json"}
+        # events it can never process are acknowledged (a failure would be delivered again)
+        for poison in ({**body, "type": "com.example.other"}, {**body, "subject": 7}, {**body, "data": {}}):
+            answer = requests.post(function.url + "/", data=json.dumps(poison), headers=headers, timeout=60)
+            assert answer.status_code == 200, answer.text
+        assert service.status(workspace).json()["last_sequence"] == 0
         answer = requests.post(function.url + "/", data=json.dumps(body), headers=headers, timeout=60)
         assert answer.status_code == 200, answer.text
     finally:
         assert function.stop() == 0
     assert service.status(workspace).json()["last_sequence"] == 1
+    assert (tmp_path / "ce.log").read_text().count("ignored") == 3
 
 
 def test_unknown_events_are_a_clear_400(service: ServiceProcess) -> None:
