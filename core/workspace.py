@@ -21,7 +21,7 @@ the folders it touches, never with the whole workspace.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ from core.models import Operation, OperationFailure, ProcessedOperations
 from core.storage import FolderEntries, ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
 
 log = logging.getLogger(__name__)
-LIST_FROM = 8  # paths in one folder from which one listing costs less than a HEAD each
+LIST_FROM = 8  # paths under one folder from which one listing costs less than a HEAD each
 NO_ENTRIES = FolderEntries(files=frozenset(), folders=frozenset())
 T = TypeVar("T")
 R = TypeVar("R")
@@ -125,24 +125,25 @@ class _Survey:
 
 
 def _survey(store: ObjectStore, ws: str, paths: set[str]) -> _Survey:
-    """A folder that holds `LIST_FROM` or more of `paths` is listed once, so a new file
-    there costs no request of its own (on S3, a HEAD and a folder check saved each);
-    then only the paths that hold a file, or lie in folders not listed, get a HEAD.
-    Such folders are listed top-down from the tree's root, and a folder its parent's
-    listing does not show is known empty unlisted: a new subtree costs no request."""
-    by_folder: dict[str, list[str]] = defaultdict(list)
+    """A folder with `LIST_FROM` or more of `paths` anywhere below it is listed once,
+    top-down from the tree's root, so a new file there costs no request of its own (on
+    S3, a HEAD and a folder check saved each); a folder that its parent's listing does
+    not show is known empty unlisted, and so is everything below it: a new subtree, or
+    a bundle into a new workspace, costs one listing. Then only the paths that hold a
+    file, or lie in folders nobody listed, get a HEAD."""
+    below: Counter[str] = Counter()  # the paths at any depth under each folder ("" is the root)
     for path in paths:
-        by_folder[path.rpartition("/")[0]].append(path)
-    crowded = {folder for folder, inside in by_folder.items() if len(inside) >= LIST_FROM}
-    wanted = crowded | {a for f in crowded for a in ["", *_ancestors(f)]}
+        below.update(["", *_ancestors(path)])
     listings: dict[str, FolderEntries] = {}
-    for depth in sorted({_depth(f) for f in wanted}):
-        level = [f for f in wanted if _depth(f) == depth]
+    for depth in sorted({_depth(f) for f in below}):
+        level = [f for f in below if _depth(f) == depth]
+        todo = []
         for folder in level:
             parent, _, name = folder.rpartition("/")
-            if folder and name not in listings[parent].folders:
+            if folder and parent in listings and name not in listings[parent].folders:
                 listings[folder] = NO_ENTRIES
-        todo = [f for f in level if f not in listings]
+            elif below[folder] >= LIST_FROM and (not folder or parent in listings):
+                todo.append(folder)
         found = parallel_map(store, lambda f: store.list_folder(tree_key(ws, f + "/" if f else "")), todo)
         listings.update(zip(todo, found, strict=True))
     survey = _Survey(infos=dict.fromkeys(paths), listings=listings)
