@@ -236,11 +236,15 @@ def s3_service(root: Path, name: str, env: dict[str, str]) -> Iterator[tuple[Ser
     yields the service and the server's endpoint."""
     with moto_server(root / "moto.log") as endpoint:
         create_bucket(endpoint, BUCKET)
-        s3_env = {"STORAGE_URL": f"s3://{BUCKET}/{name}", "S3_ENDPOINT_URL": endpoint,
-                  "SCRATCH_DIR": str(root / f"{name}-scratch"),
-                  "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-        with service(root, name, {**s3_env, **env}) as svc:
+        with service(root, name, {**s3_env(root, name, endpoint, ACCESS_KEY, SECRET_KEY), **env}) as svc:
             yield svc, endpoint
+
+
+def s3_env(root: Path, name: str, endpoint: str, access_key: str, secret_key: str) -> dict[str, str]:
+    """Settings for a service storing under `s3://bench/<name>` at `endpoint`."""
+    return {"STORAGE_URL": f"s3://{BUCKET}/{name}", "S3_ENDPOINT_URL": endpoint,
+            "SCRATCH_DIR": str(root / f"{name}-scratch"),
+            "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
 
 
 def upload(svc: ServiceProcess, body: bytes, workspace: str) -> Answer:
