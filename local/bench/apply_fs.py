@@ -12,13 +12,17 @@ each time, and compared with
 
 Uploads and extractions are interleaved, REPS times each; figures are medians.
 Informational: `tar`'s own 5,000 / 500 ratio in the same run, and ours divided by
-it. File creation on this disk is superlinear for `tar` too (see
-`common.DEFER_ENV`); a quotient near 1 means the service scales as the disk does.
+it; and the upload against Python's own unpacking of the same file
+(`tarfile.extractall(filter="data")`, which neither hashes, validates nor keeps
+anything): how far from `tar` pure Python is on this machine. File creation on
+this disk is superlinear for `tar` too (see `common.DEFER_ENV`); a quotient near
+1 means the service scales as the disk does.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from pathlib import Path
 
 from local.bench import common
@@ -40,6 +44,17 @@ def tar_extract_time(archive: Path, dest: Path) -> float:
     return common.timed(lambda: subprocess.run(["tar", "xzf", str(archive), "-C", str(dest)], check=True))
 
 
+def tarfile_extract_time(archive: Path, dest: Path) -> float:
+    """Wall time of Python's `tarfile` unpacking `archive` into a fresh folder."""
+    dest.mkdir(parents=True)
+
+    def extract() -> None:
+        with tarfile.open(archive, "r:gz") as bundle:
+            bundle.extractall(dest, filter="data")
+
+    return common.timed(extract)
+
+
 def main() -> list[Figure]:
     with common.temp_root(NAME) as root:
         builders = {BIG: common.source_bundle(BIG, seed=1), SMALL: common.source_bundle(SMALL, seed=2)}
@@ -51,6 +66,7 @@ def main() -> list[Figure]:
             archives[n].write_bytes(body)
         svc_times: dict[int, list[float]] = {BIG: [], SMALL: []}
         tar_times: dict[int, list[float]] = {BIG: [], SMALL: []}
+        py_times: list[float] = []
         answers: dict[int, list[common.Answer]] = {BIG: [], SMALL: []}
         with common.service(root, "fs", common.FILESYSTEM) as svc:
             clock = common.CpuClock(common.worker_pid(svc))
@@ -60,10 +76,11 @@ def main() -> list[Figure]:
                     svc_times[n].append(seconds)
                     answers[n].append(answer)
                     tar_times[n].append(tar_extract_time(archives[n], root / f"tar-{n}-{rep}"))
+                py_times.append(tarfile_extract_time(archives[BIG], root / f"py-{rep}"))
             cpu = clock.used()[0] / REPS
     svc_big, svc_small = median(svc_times[BIG]), median(svc_times[SMALL])
     tar_big, tar_small = median(tar_times[BIG]), median(tar_times[SMALL])
-    ours, tars = svc_big / svc_small, tar_big / tar_small
+    ours, tars, py_big = svc_big / svc_small, tar_big / tar_small, median(py_times)
     figures = [
         ratio_figure(NAME, f"1  apply {BIG:,} files (~{mb:.0f} MB, {len(bodies[BIG]) / common.MB:.1f} MB "
                      "packed) / tar xzf", svc_big / tar_big, 2,
@@ -76,6 +93,9 @@ def main() -> list[Figure]:
                      f"{tar_big:.2f} s / {tar_small:.2f} s, {tar_big / BIG * 1e6:.0f} us a file"),
         ratio_figure(NAME, f"   our {BIG:,}/{SMALL} scaling / tar's", ours / tars, None,
                      f"{ours:.2f}x / {tars:.2f}x: 1 is scaling as the disk does"),
+        ratio_figure(NAME, f"   apply {BIG:,} files / Python's tarfile.extractall", svc_big / py_big, None,
+                     f"{svc_big:.2f} s / {py_big:.2f} s; tarfile.extractall / tar xzf "
+                     f"{py_big / tar_big:.2f}x"),
     ]
     if tars > SLOW_DISK_SCALING or tar_big / BIG > SLOW_DISK_PER_FILE:
         figures[2].detail += (
