@@ -83,6 +83,11 @@ def main() -> list[Figure]:
     return figures
 
 
+def ceph_pids(ceph_dir: Path) -> list[int]:
+    """The cluster's daemons (RGW, OSD, monitor), from their pid files."""
+    return [int(pid_file.read_text()) for pid_file in sorted((ceph_dir / "run").glob("*.pid"))]
+
+
 def rgw_figures(root: Path, bundle: bytes, contents: dict[str, bytes], t_fs: float) -> list[Figure]:
     """The same bundle on a fresh Ceph RGW, against the filesystem and the raw PUT floor."""
     name = f"2  S3 (Ceph RGW) / filesystem, {FILES:,}-file bundle"
@@ -91,16 +96,18 @@ def rgw_figures(root: Path, bundle: bytes, contents: dict[str, bytes], t_fs: flo
             rgw.create_bucket(common.BUCKET)
             env = {**common.s3_env(root, "rgw", rgw.url, rgw.access_key, rgw.secret_key), **common.FILESYSTEM}
             with common.service(root, "rgw", env) as svc:
-                clock = common.CpuClock(common.worker_pid(svc))
+                clock = common.CpuClock(common.worker_pid(svc), *ceph_pids(rgw.ceph_dir))
                 seconds, answer = common.timed_upload(svc, bundle, "/work/rgw-0")
-                cpu_svc = clock.used()[0]
+                cpu_svc, *cpu_ceph = clock.used()
             t_raw = raw_puts(rgw.url, contents, rgw.access_key, rgw.secret_key)
     except RgwUnavailable as exc:
         return [Figure(NAME, name, "skipped", "<= 3x", None, str(exc)[:300])]
     steps = common.step_summary([answer], least_ms=50)
+    cpu = cpu_svc + sum(cpu_ceph)
     return [
         ratio_figure(NAME, name, seconds / t_fs, 3,
-                     f"RGW {seconds:.1f} s (steps: {steps}; service CPU {cpu_svc:.1f} s), "
+                     f"RGW {seconds:.1f} s (steps: {steps}; CPU: service {cpu_svc:.1f} s, Ceph daemons "
+                     f"{sum(cpu_ceph):.1f} s: {cpu / os.cpu_count():.1f} s on {os.cpu_count()} cores), "
                      f"filesystem {t_fs:.2f} s"),
         ratio_figure(NAME, f"   RGW upload / boto3 PUT of the same {FILES:,} files", seconds / t_raw, None,
                      f"{seconds:.1f} s / {t_raw:.1f} s ({THREADS} threads): RGW's own floor here"),
