@@ -22,18 +22,19 @@ from local.bench.common import Figure, file_path, median, ratio_figure
 from tests.support.bundles import BundleBuilder
 
 NAME = "delta"
-REPS = common.sized(7, 3)
+REPS = common.sized(15, 3)
 BIG, SMALL = common.sized(5000, 500), 50
+assert 3 * REPS <= SMALL, "each repetition edits, renames and deletes files of its own"
 KINDS = {"edit": "edit a file", "add": "add a file", "rename": "rename a file", "delete": "delete a file"}
 
 
 def deltas(builder: BundleBuilder, rep: int) -> dict[str, bytes]:
-    """One bundle per kind, on paths that both workspaces hold (files 0-49); `builder`
+    """One bundle per kind, on paths that both workspaces hold (files 0-44); `builder`
     (the workspace's files) follows the edit."""
     def bundle() -> BundleBuilder:
         return BundleBuilder(collection_name=common.COLLECTION)
 
-    path, moved, gone = (file_path("src", n) for n in (rep, 10 + rep, 20 + rep))
+    path, moved, gone = (file_path("src", n) for n in (rep, REPS + rep, 2 * REPS + rep))
     previous = builder.contents[f"files/created/{path}"]
     edited = previous + f"\n\ndef edited_{rep}() -> int:\n    return {rep}\n".encode()
     builder.contents[f"files/created/{path}"] = edited
