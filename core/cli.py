@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -33,6 +34,9 @@ MAX_WATCH_BACKOFF_S = 300.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # warnings (retries, parked bundles) and errors only, before any library (wordllama
+    # calls basicConfig at INFO on import) configures logging its own way
+    logging.basicConfig(level=logging.WARNING, format="delta-upload: %(levelname)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
