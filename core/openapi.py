@@ -69,7 +69,7 @@ def _errors(*statuses: int) -> Schema:
 
 
 def _read_only(operation: Schema) -> Schema:
-    """A GET, and the HEAD that answers as it without a body (the probes and /metrics)."""
+    """A GET, and the HEAD that answers as it without a body (every GET endpoint)."""
     head = {str(status): {k: v for k, v in answer.items() if k != "content"}
             for status, answer in operation["responses"].items()}
     get = {**operation, "responses": {**operation["responses"], **_errors(405)}}
@@ -187,18 +187,18 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [_query("ready", STRING, description="1, true or yes: readiness")], **health}),
         "/ready": _read_only({"operationId": "ready", "summary": "Readiness: storage and Qdrant answer",
                               **health}),
-        "/api/v1/delta/status": {"get": {
+        "/api/v1/delta/status": _read_only({
             "operationId": "status", "summary": "The workspace's sequence record",
             "parameters": workspace, "security": secured,
-            "responses": {"200": _json(_component("Status")), **_errors(400), **guarded}}},
-        "/api/v1/delta/manifest": {"get": {
+            "responses": {"200": _json(_component("Status")), **_errors(400), **guarded}}),
+        "/api/v1/delta/manifest": _read_only({
             "operationId": "manifest", "summary": "Every file the server holds, one page at a time",
             "parameters": [*workspace,
                            _query("limit", {"type": "integer", "minimum": 1},
                                   description="1 to MANIFEST_PAGE_LIMIT (400 beyond it)"),
                            _query("cursor", STRING, description="a next_cursor this service returned")],
             "security": secured,
-            "responses": {"200": _json(_component("Manifest")), **_errors(400), **guarded}}},
+            "responses": {"200": _json(_component("Manifest")), **_errors(400), **guarded}}),
         "/api/v1/delta/upload": {"post": {
             "operationId": "upload", "summary": "Apply one delta bundle, synchronously",
             "security": secured,
@@ -216,12 +216,12 @@ def openapi_document() -> dict[str, Any]:
                 "application/x-www-form-urlencoded": {"schema": upload_url_form}}},
             "responses": {"200": {**_json(_component("UploadUrl")), "links": to_state},
                           **_errors(400, 501), **guarded}}},
-        "/api/v1/delta/bundles/{bundle_id}": {"get": {
+        "/api/v1/delta/bundles/{bundle_id}": _read_only({
             "operationId": "bundleState", "summary": "Where one bundle stands",
             "parameters": [{"name": "bundle_id", "in": "path", "required": True,
                             "schema": {"type": "string", "pattern": BUNDLE_ID.pattern}}, *workspace],
             "security": secured,
-            "responses": {"200": _json(_component("BundleState")), **_errors(400, 404), **guarded}}},
+            "responses": {"200": _json(_component("BundleState")), **_errors(400, 404), **guarded}}),
         "/api/v1/delta/events": {"post": {
             "operationId": "events",
             "summary": "Object-created events: S3/RGW notification JSON, or a CloudEvent "
@@ -230,8 +230,8 @@ def openapi_document() -> dict[str, Any]:
                 "application/json": {"schema": _component("S3Notification")},
                 "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
             "responses": {"200": _json(_component("EventOutcomes")), **_errors(400, 405, 500, 503)}}},
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
-                                  "responses": {"200": _json({"type": "object"}), **_errors(405, 500)}}},
+        "/openapi.json": _read_only({"operationId": "openapi", "summary": "This document",
+                                     "responses": {"200": _json({"type": "object"}), **_errors(500)}}),
         "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",
                                 "responses": {"200": {"description": "text exposition format",
                                                       "content": {"text/plain": {"schema": STRING}}},

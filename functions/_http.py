@@ -18,7 +18,7 @@ from core.logs import bound, trace_fields
 
 log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
-READ_ONLY = ("GET", "HEAD")  # the probes and /metrics: a HEAD answers as GET, without the body
+READ_ONLY = ("GET", "HEAD")  # every GET endpoint: a HEAD answers as the GET, without the body
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:

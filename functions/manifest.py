@@ -7,6 +7,7 @@ import flask
 from core import views
 from core.context import service_context
 from functions._http import (
+    READ_ONLY,
     handled,
     json_response,
     positive_int,
@@ -17,7 +18,7 @@ from functions._http import (
 
 @handled
 def manifest(request: flask.Request) -> flask.Response:
-    require_method(request, "GET")
+    require_method(request, *READ_ONLY)
     context = service_context()
     answer = views.manifest(
         context.store,

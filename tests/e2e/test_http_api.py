@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from tests.e2e.conftest import StorageProbe
@@ -202,13 +203,17 @@ def test_unknown_endpoint_and_wrong_method(service: ServiceProcess) -> None:
     assert wrong.headers["Allow"] == "POST"
 
 
-def test_probes_and_metrics_answer_get_and_head_only(service: ServiceProcess) -> None:
+def test_every_get_endpoint_answers_head_and_nothing_else(service: ServiceProcess) -> None:
     import requests
 
-    for path in ("/health", "/ready", "/health?ready=1", "/metrics"):
+    ws = "workspace_path=/work/head"
+    paths = {"/health": 200, "/ready": 200, "/health?ready=1": 200, "/metrics": 200, "/openapi.json": 200,
+             f"/api/v1/delta/status?{ws}": 200, f"/api/v1/delta/manifest?{ws}": 200,
+             f"/api/v1/delta/bundles/{uuid.uuid4()}?{ws}": 404, "/api/v1/delta/status": 400}
+    for path, status in paths.items():
         get = requests.get(service.url + path, timeout=30)
         head = requests.head(service.url + path, timeout=30)
-        assert get.status_code == head.status_code == 200, path
+        assert get.status_code == head.status_code == status, (path, get.text)
         assert head.content == b"" and head.headers["Content-Type"] == get.headers["Content-Type"]
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             refused = requests.request(method, service.url + path, data=b"x", timeout=10)
