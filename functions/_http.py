@@ -87,15 +87,16 @@ def _unread_body_error(exc: BaseException) -> flask.Response:
                           headers={**headers, "Connection": "close"})
 
 
-def caller(request: flask.Request) -> str:
+def caller(request: flask.Request, session: str | None = None) -> str:
     """The caller's tenant (AUTH_MODE), charged one request against its rate limit.
 
     The token comes from `Authorization: Bearer`, `X-API-Key`, or the existing
-    clients' `session` field (form or query)."""
+    clients' `session` field (query, `session` as the handler read it from a JSON
+    body, or the form)."""
     context = service_context()
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    token = token or request.headers.get("X-API-Key") or request.args.get("session")
+    token = token or request.headers.get("X-API-Key") or request.args.get("session") or session
     if not token and request.method == "POST" and context.authenticator.mode != "none":
         token = request.form.get("session")
     tenant = context.authenticator.tenant(token or None)

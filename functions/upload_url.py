@@ -18,6 +18,6 @@ from functions.upload import parse_fields
 def upload_url(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
     fields = json_fields(request.get_json(silent=True)) if request.is_json else request.form
-    tenant = caller(request)
+    tenant = caller(request, fields.get("session") if request.is_json else None)
     answer = service_context().direct.presign(parse_fields(fields, tenant), fields.get("bundle_id") or None)
     return json_response(200, answer)

@@ -80,6 +80,16 @@ def test_tenants_never_see_each_others_workspaces(keyed: ServiceProcess) -> None
     assert bob.json()["workspace_key"] != alice.json()["workspace_key"]
 
 
+def test_upload_url_takes_the_session_from_a_json_body(keyed: ServiceProcess) -> None:
+    """Past authentication, the filesystem backend says it cannot presign (501)."""
+    url = keyed.url + "/api/v1/delta/upload-url"
+    for body, code in (({"session": KEYS["alice"]}, 501), ({"session": "wrong"}, 401), ({}, 401)):
+        answer = requests.post(url, json={"workspace_path": "/work/myrepo", **body}, timeout=30)
+        assert answer.status_code == code, (body, answer.text)
+    form = requests.post(url, data={"workspace_path": "/work/myrepo", "session": KEYS["bob"]}, timeout=30)
+    assert form.status_code == 501, form.text
+
+
 def test_jwt_tokens_map_to_their_tenant_claim(tmp_path: Path) -> None:
     service = ServiceProcess({"WORK_DIR": str(tmp_path), "AUTH_MODE": "jwt", "JWT_SECRET": SECRET,
                               "JWT_AUDIENCE": "delta-upload", "INDEXING_ENABLED": "false"},
