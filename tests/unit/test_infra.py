@@ -115,16 +115,32 @@ class MainModule:
     names: frozenset[str]  # module-level names: functions-framework looks targets up there
     kinds: dict[str, str]  # target -> "http" | "cloudevent", when decorated or wrapped
     wraps: dict[str, str]  # target -> the handler it wraps (health = http(_health))
+    wrappers: dict[str, tuple[str, ...]]  # target -> calls around that handler (_with_probes)
     routes: dict[str, str]  # ROUTES: path -> handler name
+    functions: dict[str, tuple[frozenset[str], frozenset[str]]]  # def -> (names it calls, strings)
 
     def health_paths(self) -> set[str]:
         handler = self.routes.get("/health")
         return {"/health"} | {p for p, h in self.routes.items() if handler and h == handler}
 
-    def http_probe_targets(self) -> set[str]:
-        """Targets that answer GET on the health paths with 200."""
+    def probe_paths(self, target: str) -> set[str]:
+        """Health paths the target answers with the health handler (200 when healthy).
+
+        The router and targets wrapping the handler answer them all; a target whose wrapper
+        calls the handler answers the health paths that wrapper names (_with_probes)."""
         handler = self.routes.get("/health")
-        return {ROUTER_TARGET} | {t for t, h in self.wraps.items() if handler and h == handler}
+        if target == ROUTER_TARGET or (handler and self.wraps.get(target) == handler):
+            return self.health_paths()
+        answered: set[str] = set()
+        for wrapper in self.wrappers.get(target, ()):
+            calls, strings = self.functions.get(wrapper, (frozenset(), frozenset()))
+            if handler in calls:
+                answered |= strings & self.health_paths()
+        return answered
+
+    def http_probe_targets(self) -> set[str]:
+        """Targets that answer GET on (some of) the health paths with 200."""
+        return {ROUTER_TARGET} | {t for t in self.kinds if self.probe_paths(t)}
 
 
 @dataclass
@@ -146,10 +162,17 @@ def parse_main(source: str) -> MainModule:
     names: set[str] = set()
     kinds: dict[str, str] = {}
     wraps: dict[str, str] = {}
+    wrappers: dict[str, tuple[str, ...]] = {}
     routes: dict[str, str] = {}
+    functions: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             names.add(node.name)
+            inner = list(ast.walk(node))
+            calls = [n.func for n in inner if isinstance(n, ast.Call)]
+            functions[node.name] = (
+                frozenset(f.id for f in calls if isinstance(f, ast.Name)),
+                frozenset(n.value for n in inner if isinstance(n, ast.Constant) and isinstance(n.value, str)))
             for decorator in node.decorator_list:
                 if kind := _decorator_kind(decorator):
                     kinds[node.name] = kind
@@ -163,15 +186,19 @@ def parse_main(source: str) -> MainModule:
                 if isinstance(value, ast.Call) and (kind := _decorator_kind(value.func)):
                     kinds[target.id] = kind
                     wrapped = value.args[0] if value.args else None
+                    chain: list[str] = []
                     while isinstance(wrapped, ast.Call) and wrapped.args:  # e.g. _with_probes(_upload)
+                        if isinstance(wrapped.func, ast.Name):
+                            chain.append(wrapped.func.id)
                         wrapped = wrapped.args[0]
                     if isinstance(wrapped, ast.Name):
                         wraps[target.id] = wrapped.id
+                        wrappers[target.id] = tuple(chain)
                 if target.id == "ROUTES" and isinstance(value, ast.Dict):
                     for key, handler in zip(value.keys, value.values, strict=True):
                         if isinstance(key, ast.Constant) and isinstance(handler, ast.Name):
                             routes[str(key.value)] = handler.id
-    return MainModule(frozenset(names), kinds, wraps, routes)
+    return MainModule(frozenset(names), kinds, wraps, wrappers, routes, functions)
 
 
 @cache
@@ -412,7 +439,7 @@ def probe_port_ok(container: dict[str, Any], port: Any) -> bool:
 
 def check_probes(infra: Infra) -> list[str]:
     problems = []
-    health_paths, http_targets = infra.main.health_paths(), infra.main.http_probe_targets()
+    http_targets = infra.main.http_probe_targets()
     for doc, container in ours(infra):
         target = target_of(infra, doc, container)
         where = f"{doc} ({target})"
@@ -429,8 +456,8 @@ def check_probes(infra: Infra) -> list[str]:
                 if target not in http_targets:
                     problems.append(f"{where}: {kind} GET {path}, but {target} answers every path with "
                                     "its own function (not 200): use tcpSocket")
-                elif path not in health_paths:
-                    problems.append(f"{where}: {kind} GET {path} is not a health path {sorted(health_paths)}")
+                elif path not in (answered := infra.main.probe_paths(target)):
+                    problems.append(f"{where}: {kind} GET {path} is not a health path {sorted(answered)}")
             if not probe_port_ok(container, action.get("port")):
                 problems.append(f"{where}: {kind} port {action.get('port')} is not the container's port")
             for field, value in TIMINGS.get(kind, {}).items():
@@ -841,10 +868,30 @@ def test_a_probe_on_a_path_that_is_not_health_is_caught(infra: Infra) -> None:
     assert any("not a health path" in p for p in check_probes(infra))
 
 
-def test_an_http_probe_on_a_single_function_target_is_caught(infra: Infra) -> None:
-    _container(infra, "infra/knative/upload.yaml")["livenessProbe"] = {
+def test_an_http_probe_on_an_event_target_is_caught(infra: Infra) -> None:
+    _container(infra, "infra/knative/on-bundle-uploaded.yaml")["livenessProbe"] = {
         "httpGet": {"path": "/health", "port": 8080}, **LIVENESS}
-    assert any("use tcpSocket" in p for p in check_probes(infra))
+    assert any("on_bundle_uploaded answers every path" in p for p in check_probes(infra))
+
+
+def test_single_function_targets_answer_probes_only_through_with_probes(infra: Infra) -> None:
+    assert {"upload", "status", "bundle_events"} <= infra.main.http_probe_targets()
+    assert "on_bundle_uploaded" not in infra.main.http_probe_targets()
+    wrapped, source = "http(_with_probes(_upload))", (ROOT / "functions" / "main.py").read_text()
+    assert wrapped in source
+    infra.main = parse_main(source.replace(wrapped, "http(_upload)"))  # upload without _with_probes
+    assert "upload" not in infra.main.http_probe_targets()
+    problems = check_probes(infra)
+    assert any(p.startswith("infra/knative/upload.yaml:") and "use tcpSocket" in p for p in problems)
+
+
+def test_a_probe_on_a_path_the_wrapper_does_not_answer_is_caught(infra: Infra) -> None:
+    probe = _container(infra, "infra/knative/status.yaml")["livenessProbe"]
+    probe["httpGet"]["path"] = "/api/v1/delta/status"
+    assert any("status.yaml" in p and "not a health path" in p for p in check_probes(infra))
+    source = (ROOT / "functions" / "main.py").read_text()
+    infra.main = parse_main(source.replace('("/health", "/ready")', '("/health",)'))
+    assert any("upload.yaml" in p and "GET /ready is not a health path" in p for p in check_probes(infra))
 
 
 def test_wrong_probe_timings_are_caught(infra: Infra) -> None:
