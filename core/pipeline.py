@@ -282,7 +282,9 @@ class Pipeline:
             _release_quietly(sequences, lease.pending)
             raise
         _report(result, laps.ms, duplicate=False)
-        return result
+        # the stored result was written by the commit, so only this answer can time it
+        return result.model_copy(update={"timings_ms": dict(laps.ms),
+                                         "processing_time_ms": round((time.monotonic() - started) * 1000, 1)})
 
     def _plan(self, ws: str, bundle: Bundle) -> ApplyPlan:
         """The stored plan of this bundle, or a new one stored write-once."""

@@ -26,7 +26,9 @@ def test_logs_metrics_and_status(tmp_path: Path) -> None:
                            files={"bundle": ("b.tar.gz", body, "application/gzip")},
                            headers={"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}, timeout=60)
         assert ok.status_code == 200
-        assert set(ok.json()["timings_ms"]) >= {"read", "keep", "claim", "plan", "index", "apply"}
+        timings = ok.json()["timings_ms"]
+        assert set(timings) >= {"read", "keep", "claim", "plan", "index", "apply", "commit"}
+        assert ok.json()["processing_time_ms"] >= sum(timings.values()) - 1
         bad = service.upload(b"not a bundle", "/work/obs")
         assert bad.status_code == 400
         status = service.status("/work/obs").json()
