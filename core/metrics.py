@@ -10,12 +10,18 @@
     delta_http_requests_total{route,status}  requests answered
     delta_http_request_seconds{route}        request latency
 
-Each process keeps its own counters; Prometheus sums over instances.
+Each process keeps its own counters; Prometheus sums over instances. With more
+than one worker per instance (functions-framework's WORKERS), set
+PROMETHEUS_MULTIPROC_DIR to an empty folder before start: prometheus-client then
+keeps the counters in files there, and /metrics answers the sum over the workers.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.models import IndexingStats, ProcessedOperations
 
@@ -56,4 +62,9 @@ def record_refusal(code: str, server_side: bool) -> None:
 
 
 def exposition() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST
+    """This process's metrics, or every worker's in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated in prometheus-client
+    return generate_latest(registry), CONTENT_TYPE_LATEST

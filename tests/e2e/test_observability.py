@@ -59,3 +59,24 @@ def test_logs_metrics_and_status(tmp_path: Path) -> None:
     assert bundle_line["workspace"] == ok.json()["workspace_key"] and bundle_line["sequence"] == 1
     assert bundle_line["operations"]["created"] == 1 and "index" in bundle_line["timings_ms"]
     assert bundle_line["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE}"
+
+
+def test_metrics_sum_over_workers_in_multiprocess_mode(tmp_path: Path) -> None:
+    """WORKERS=2 with PROMETHEUS_MULTIPROC_DIR: every scrape, whichever worker answers it,
+    counts the uploads of both workers."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    service = ServiceProcess({"WORK_DIR": str(tmp_path / "storage"), "INDEXING_ENABLED": "false",
+                              "WORKERS": "2", "THREADS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                             tmp_path / "service.log").start()
+    try:
+        for i in range(12):
+            answer = service.upload(BundleBuilder().created(f"f{i}.py", b"x").build(), f"/work/w{i}")
+            assert answer.status_code == 200, answer.text
+        scrapes = [requests.get(service.url + "/metrics", timeout=10).text for _ in range(6)]
+    finally:
+        assert service.stop() == 0
+    assert len(list(metrics_dir.glob("counter_*.db"))) >= 2, "the workers keep their own files"
+    for exposition in scrapes:
+        assert 'delta_uploads_total{code="",outcome="applied"} 12.0' in exposition
+        assert 'delta_operations_total{kind="created"} 12.0' in exposition
