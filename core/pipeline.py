@@ -273,7 +273,7 @@ class Pipeline:
                 failures=plan.failures,
                 indexing=indexing,
                 timings_ms=dict(laps.ms),
-                processing_time_ms=round((time.monotonic() - started) * 1000, 1),
+                processing_time_ms=_elapsed_ms(started),
                 committed_at=utc_now(),
             )
             self._commit(sequences, lease.pending, result, plan)
@@ -284,7 +284,7 @@ class Pipeline:
         _report(result, laps.ms, duplicate=False)
         # the stored result was written by the commit, so only this answer can time it
         return result.model_copy(update={"timings_ms": dict(laps.ms),
-                                         "processing_time_ms": round((time.monotonic() - started) * 1000, 1)})
+                                         "processing_time_ms": _elapsed_ms(started)})
 
     def _plan(self, ws: str, bundle: Bundle) -> ApplyPlan:
         """The stored plan of this bundle, or a new one stored write-once."""
@@ -338,6 +338,10 @@ class _Lease:
         remaining = self.pending.lease_expires_at - time.time()
         if remaining < self.sequences.lease_secs * 2 / 3:
             self.pending = self.sequences.renew(self.pending)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
 
 
 def _report(result: UploadResult, timings_ms: dict[str, float], duplicate: bool) -> None:

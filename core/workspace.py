@@ -13,9 +13,9 @@ the claim. `execute` then carries it out in an order that is safe to repeat:
 
 Sources are removed only in step 4, after every copy landed, so a replay that
 finds a source gone finds its destination already in place. Cost is at most one
-HEAD per operation (a folder holding many of the bundle's paths is listed once
-instead, and only the files found there get a HEAD): it grows with the delta and
-the folders it touches, never with the whole workspace.
+HEAD per operation (a folder with many of the bundle's paths below it is listed
+once instead, and only the files found there get a HEAD): it grows with the delta
+and the folders it touches, never with the whole workspace.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class QdrantSync:
         wanted: list[_Wanted] = []
         for write in writes:
             staged = bundle.staged[write.member]
-            text = self._text(staged.path.read_bytes()) if staged.size <= self.max_file_bytes else None
+            text = decode_text(staged.path.read_bytes()) if staged.size <= self.max_file_bytes else None
             if text is None:
                 self.stats.files_skipped += 1
                 continue
