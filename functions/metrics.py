@@ -1,4 +1,5 @@
-"""GET or HEAD /metrics — Prometheus exposition of this process's counters."""
+"""GET or HEAD /metrics — Prometheus exposition of this process's counters, or of every
+worker's with PROMETHEUS_MULTIPROC_DIR (core.metrics)."""
 
 from __future__ import annotations
 
