@@ -4,7 +4,7 @@
     ├── InvalidRequest              INVALID_REQUEST      400
     ├── InvalidBundle               INVALID_BUNDLE       400  (and the codes below)
     │     UNSAFE_PATH, UNSAFE_MEMBER, MISSING_MEMBER, UNEXPECTED_MEMBER,
-    │     DUPLICATE_MEMBER, CONFLICTING_OPERATIONS, HASH_MISMATCH, SIZE_MISMATCH
+    │     DUPLICATE_MEMBER, HASH_MISMATCH, SIZE_MISMATCH
     ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
     ├── NotFound                    NOT_FOUND            404
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)

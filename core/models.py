@@ -116,14 +116,14 @@ class UploadRequest(BaseModel):
     collection_name: str | None = Field(None, max_length=255)
     sequence_number: int | None = Field(None, ge=1)
     force: bool = False
-    source_path: str | None = None
+    source_path: str | None = Field(None, max_length=4096)
     logical_repo_id: str | None = Field(None, max_length=512)
     tenant: str = ""
 
-    @field_validator("workspace_path")
+    @field_validator("workspace_path", "source_path")
     @classmethod
-    def _no_control(cls, value: str) -> str:
-        if "\x00" in value:
+    def _no_control(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
             raise ValueError("must not contain NUL")
         return value
 

@@ -140,6 +140,7 @@ class Pipeline:
                 logical_repo_id=request.logical_repo_id,
                 requested_sequence=request.sequence_number or bundle.manifest.sequence_number,
                 force=request.force,
+                source_path=request.source_path,
             )
             Sequences(self.store, ws, self.settings.lease_secs).precheck(claim)
             if self.indexer is not None:
@@ -204,6 +205,7 @@ class Pipeline:
             logical_repo_id=head.logical_repo_id,
             requested_sequence=None,
             force=True,
+            source_path=stalled.source_path,
         )
         scratch = self.store.scratch_dir
         fd, name = tempfile.mkstemp(prefix="replay-", suffix=".tar.gz", dir=scratch)
@@ -246,6 +248,7 @@ class Pipeline:
                     repo=claim.logical_repo_id or ws.rsplit("-", 1)[0],
                     bundle_id=bundle.bundle_id,
                     sequence=mine.sequence,
+                    host_root=mine.source_path,
                 )
                 max_bytes = self.indexer.max_file_bytes
                 indexing = self.indexer.index(

@@ -56,6 +56,7 @@ class PendingBundle(BaseModel):
     attempt: int = 1
     operations: int = 0
     collection_name: str
+    source_path: str | None = None  # the client's local path of the workspace, as it told us
     claimed_at: str
     lease_expires_at: float
 
@@ -72,6 +73,7 @@ class HeadRecord(BaseModel):
     workspace_key: str
     workspace_path: str
     logical_repo_id: str | None = None
+    source_path: str | None = None  # as the latest claimed bundle's client told it
     collection_name: str
     status: HeadStatus = HeadStatus.IDLE
     last_sequence: int = 0
@@ -119,6 +121,7 @@ class BundleClaim:
     logical_repo_id: str | None
     requested_sequence: int | None
     force: bool
+    source_path: str | None = None
 
 
 def utc_now() -> str:
@@ -194,6 +197,7 @@ class Sequences:
                 owner=_owner(),
                 operations=claim.operations,
                 collection_name=claim.collection_name,
+                source_path=claim.source_path,
                 claimed_at=utc_now(),
                 lease_expires_at=now + self.lease_secs,
             )
@@ -202,6 +206,7 @@ class Sequences:
                     workspace_key=self.ws,
                     workspace_path=claim.workspace_path,
                     logical_repo_id=claim.logical_repo_id,
+                    source_path=claim.source_path,
                     collection_name=claim.collection_name,
                     status=HeadStatus.APPLYING,
                     pending=fresh,
@@ -212,7 +217,8 @@ class Sequences:
                     continue
                 return Claimed(fresh, resumed=False)
             changes = {"pending": fresh, "status": HeadStatus.APPLYING,
-                       "collection_name": claim.collection_name}
+                       "collection_name": claim.collection_name,
+                       "source_path": claim.source_path or head.source_path}
             if self._swap(head, etag, changes):
                 return Claimed(fresh, resumed=False)
 

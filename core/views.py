@@ -53,6 +53,7 @@ def status(
     return {
         "workspace_path": path,
         "workspace_key": ws,
+        "source_path": head.source_path if head else None,
         "collection_name": head.collection_name if head else settings.collection_name,
         "last_sequence": head.last_sequence if head else 0,
         "last_upload": head.last_upload if head else None,

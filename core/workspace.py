@@ -2,18 +2,22 @@
 
 Applying happens in two phases so that a replay after a crash ends exactly like
 one clean run. `make_plan` looks at the tree once, before anything is written,
-and decides every action and every count; the plan is stored write-once with
-the claim. `execute` then carries it out in an order that is safe to repeat:
+replays the operations in the order listed on that picture (`core.net_effect`:
+a bundle means the net effect of its sequence), and decides every action and
+every count; the plan is stored write-once with the claim. `execute` then
+carries it out in an order that is safe to repeat:
 
-    1. removals deleted paths (so a file may become a folder and back)
-    2. copies   moves without content: source -> destination (skipped if the
-                destination already holds the expected bytes)
-    3. writes   created / updated / moved-with-content, from the staged members
-    4. deletes  move sources not written again in this bundle
+    1. removals paths that end empty (so a file may become a folder and back),
+                and move sources that stand in the way of a write (stashed first)
+    2. copies   pre-bundle bytes that end at another path (renames, also chained
+                or swapped; stashed when the bundle overwrites their source):
+                skipped if the destination already holds the expected bytes
+    3. writes   content the bundle ships, from the staged members
+    4. deletes  the other move sources, whose bytes now stand elsewhere
 
 Sources are removed only in step 4, after every copy landed, so a replay that
 finds a source gone finds its destination already in place. Cost is at most one
-HEAD per operation (a folder with many of the bundle's paths below it is listed
+HEAD per path named (a folder with many of the bundle's paths below it is listed
 once instead, and only the files found there get a HEAD): it grows with the delta
 and the folders it touches, never with the whole workspace.
 """
@@ -25,13 +29,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from core.bundle import Bundle
 from core.keys import stash_key, tree_key, tree_prefix
-from core.models import Operation, OperationFailure, ProcessedOperations
+from core.models import OperationFailure, ProcessedOperations
+from core.net_effect import Held, NetEffect, replay, unchanged
 from core.storage import FolderEntries, ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
 
 log = logging.getLogger(__name__)
@@ -83,19 +88,18 @@ def parallel_map(store: ObjectStore, fn: Callable[[T], R], items: Iterable[T]) -
 
 
 def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
+    """Survey the paths the bundle names, replay its operations in order on that
+    picture (`core.net_effect`), fail what cannot stand in the final tree, and turn
+    each path's net change into actions."""
     ops = bundle.operations
     survey = _survey(store, ws, {p for op in ops for p in (op.target, op.source) if p})
     infos = survey.infos
     plan = ApplyPlan(bundle_id=bundle.bundle_id,
                      sizes_before={p: info.size for p, info in infos.items() if info is not None})
-    written = {op.target for op in ops if op.operation != "deleted"}
-    blocked = _blocked_paths(store, ws, ops, survey, written)
-    for op in ops:
-        if op.target in blocked:
-            _fail(plan, op, blocked[op.target])
-        else:
-            _plan_one(plan, bundle, op, infos, written)
-    _stash_overwritten_sources(store, ws, plan, written)
+    effect = replay(ops, bundle.content, {p: info.sha1 for p, info in infos.items() if info is not None})
+    _fail_collisions(store, ws, effect, survey)
+    vacated = _plan_changes(plan, effect)
+    _order_sources(store, ws, plan, vacated)
     return plan
 
 
@@ -163,111 +167,90 @@ def _ancestors(path: str) -> Iterator[str]:
         yield "/".join(parts[:depth])
 
 
-def _blocked_paths(
-    store: ObjectStore,
-    ws: str,
-    ops: list[Operation],
-    survey: _Survey,
-    written: set[str],
-) -> dict[str, str]:
-    """New paths that cannot become files: a file of the tree stands where one of
-    their folders must be, or a folder of the tree stands at the path itself.
-    (The bundle's own deletions run before its writes, so they clear the way.)"""
-    deleted = {op.target for op in ops if op.operation == "deleted"}
-    fresh = [p for p in written if survey.infos[p] is None]
-    parents = {a for p in fresh for a in _ancestors(p)} - written - deleted
+def _fail_collisions(store: ObjectStore, ws: str, effect: NetEffect, survey: _Survey) -> None:
+    """Fail the new paths that cannot be files in the final tree, until none is left:
+    first those where a folder of the tree keeps a file (one the bundle does not
+    remove), then those below a path that ends a file. Failing a path can only bring
+    pre-bundle files back, so the new paths only shrink and the loop ends."""
+    after = effect.after
+    fresh = sorted(p for p, value in after.items() if value is not None and p not in effect.before)
+    folders = parallel_map(store, lambda p: survey.is_folder(store, ws, p), fresh)
+    listed = [p for p, folder in zip(fresh, folders, strict=True) if folder]
+    inside = dict(zip(listed, parallel_map(store, lambda p: _files_below(store, ws, p), listed), strict=True))
+    parents = sorted({a for p in fresh for a in _ancestors(p)} - set(after))
     unknown = [a for a in parents if survey.is_file(a) is None]
-    heads = parallel_map(store, lambda a: store.head(tree_key(ws, a)), unknown)
-    files = {a for a in parents if survey.is_file(a)}
-    files.update(a for a, info in zip(unknown, heads, strict=True) if info is not None)
+    tree_files = {a for a in parents if survey.is_file(a)}
+    tree_files.update(a for a, info in zip(unknown, parallel_map(
+        store, lambda a: store.head(tree_key(ws, a)), unknown), strict=True) if info is not None)
 
-    def stays_a_folder(path: str) -> bool:
-        """A folder of the tree that this bundle's deletions do not empty completely."""
-        if not survey.is_folder(store, ws, path):
-            return False
-        inside = tree_key(ws, path) + "/"
-        return any(key[len(tree_key(ws, "")):] not in deleted for key in store.list(inside))
+    def is_file(path: str) -> bool:
+        return after[path] is not None if path in after else path in tree_files
 
-    folders = parallel_map(store, stays_a_folder, fresh)
-    blocked = {p: "a folder of the workspace stands at this path"
-               for p, folder in zip(fresh, folders, strict=True) if folder}
-    for path in fresh:
-        if any(a in files for a in _ancestors(path)):
-            blocked[path] = "a file of the workspace stands where this path needs a folder"
-    return blocked
+    while True:
+        fresh = [p for p in fresh if after[p] is not None]
+        blocked = {p: "a folder of the workspace stands at this path" for p in fresh
+                   if any(f not in after or after[f] is not None for f in inside.get(p, ()))}
+        if not blocked:
+            blocked = {p: "a file of the workspace stands where this path needs a folder" for p in fresh
+                       if any(is_file(a) for a in _ancestors(p))}
+        if not blocked:
+            return
+        for path, reason in blocked.items():
+            effect.fail(path, reason)
 
 
-def _plan_one(
-    plan: ApplyPlan,
-    bundle: Bundle,
-    op: Operation,
-    infos: dict[str, ObjectInfo | None],
-    written: set[str],
-) -> None:
+def _files_below(store: ObjectStore, ws: str, folder: str) -> list[str]:
+    base = tree_key(ws, "")
+    return [key[len(base):] for key in store.list(tree_key(ws, folder) + "/")]
+
+
+def _plan_changes(plan: ApplyPlan, effect: NetEffect) -> list[str]:
+    """Actions and counts for each path's net change; returns the move sources whose
+    bytes land elsewhere (removed once nothing reads them)."""
     counts = plan.processed
-    current = infos[op.target]
-    if op.operation == "deleted":
-        if current is None:
-            counts.skipped += 1
+    landed = effect.landed()
+    vacated = []
+    for path in sorted(effect.after):
+        value, before = effect.after[path], effect.before.get(path)
+        if unchanged(effect, path):
+            counts.skipped += path in effect.targets
+        elif value is None:
+            if path in landed:
+                vacated.append(path)
+            else:
+                plan.removals.append(path)
+                counts.deleted += 1
+        elif isinstance(value, Held):
+            plan.copies.append(Copy(source=value.origin, source_key="", dest=path, sha1=value.sha1 or ""))
+            counts.moved += 1
         else:
-            plan.removals.append(op.target)
-            counts.deleted += 1
-        return
-    staged = bundle.content(op)
-    if op.operation == "moved":
-        if staged is None and not _plan_copy(plan, op, infos[op.source], current):
-            return
-        if op.source not in written:
-            plan.deletes.append(op.source)
-        if staged is None:
-            return
-    assert staged is not None
-    kind: Literal["created", "updated", "moved"] = op.operation
-    if kind != "moved" and current is not None and current.sha1 == staged.sha1:
-        counts.skipped += 1
-        return
-    plan.writes.append(Write(
-        path=op.target, member=f"files/{kind}/{op.target}", sha1=staged.sha1,
-        replaces=current is not None, moved_from=op.source if kind == "moved" else None,
-    ))
-    setattr(counts, kind, getattr(counts, kind) + 1)
+            plan.writes.append(Write(path=path, member=value.member, sha1=value.sha1,
+                                     replaces=before is not None, moved_from=value.origin))
+            kind = "moved" if value.kind == "moved" else "updated" if before is not None else "created"
+            setattr(counts, kind, getattr(counts, kind) + 1)
+    plan.failures = effect.failures
+    counts.failed = len(effect.failures)
+    return vacated
 
 
-def _plan_copy(
-    plan: ApplyPlan, op: Operation, source: ObjectInfo | None, dest: ObjectInfo | None
-) -> bool:
-    """Plan a move without content; False when it cannot be done."""
-    if source is None:
-        if dest is not None and op.sha1 is not None and dest.sha1 == op.sha1:
-            plan.processed.moved += 1
-            return True
-        _fail(plan, op, "source_path is not on the server and no content was sent")
-        return False
-    if op.sha1 is not None and source.sha1 is not None and source.sha1 != op.sha1:
-        _fail(plan, op, "content_hash differs from the server's copy of source_path")
-        return False
-    plan.copies.append(Copy(source=op.source, source_key="", dest=op.target, sha1=source.sha1 or ""))
-    plan.processed.moved += 1
-    return True
-
-
-def _stash_overwritten_sources(
-    store: ObjectStore, ws: str, plan: ApplyPlan, written: set[str]
-) -> None:
-    """Copy move sources that this bundle also overwrites (renames in a chain or a
-    swap) aside first, so every copy reads the pre-bundle bytes whatever the order."""
+def _order_sources(store: ObjectStore, ws: str, plan: ApplyPlan, vacated: list[str]) -> None:
+    """Copy aside the move sources that this bundle overwrites (rename chains, swaps,
+    a path renamed away and created anew) or that must go before the writes (a file
+    that becomes a folder, a folder that becomes a file), so every copy reads the
+    pre-bundle bytes whatever the order. Other move sources are removed last, after
+    every copy landed: a replay that finds a source gone finds its destination done."""
+    written = {c.dest for c in plan.copies} | {w.path for w in plan.writes}
+    folders = {a for p in written for a in _ancestors(p)}
+    early = {p for p in vacated if p in folders or any(a in written for a in _ancestors(p))}
     for number, step in enumerate(plan.copies):
         step.source_key = tree_key(ws, step.source)
-        if step.source in written:
+        if step.source in written or step.source in early:
             stash = stash_key(ws, plan.bundle_id, number)
             store.copy(step.source_key, stash)
             step.source_key = stash
             plan.stashed.append(stash)
-
-
-def _fail(plan: ApplyPlan, op: Operation, reason: str) -> None:
-    plan.failures.append(OperationFailure(operation=op.operation, path=op.target, reason=reason))
-    plan.processed.failed += 1
+    plan.removals.extend(p for p in vacated if p in early)
+    plan.deletes = [p for p in vacated if p not in early]
 
 
 def execute(
@@ -287,10 +270,12 @@ def execute(
         except PathConflict:  # as for writes: never let one path wedge the workspace
             log.warning("skipped %s: it conflicts with a file or folder of the tree", step.dest)
 
+    uses = Counter(w.member for w in plan.writes)  # a member renamed in the bundle may land twice
+
     def write(step: Write) -> None:
         staged = bundle.staged[step.member]
         try:
-            store.put_file(tree_key(ws, step.path), staged.path, step.sha1, consume=True)
+            store.put_file(tree_key(ws, step.path), staged.path, step.sha1, consume=uses[step.member] == 1)
         except PathConflict:  # planning refuses these; a tree changed by hand can still hold one
             log.warning("skipped %s: it conflicts with a file or folder of the tree", step.path)
 

@@ -58,6 +58,14 @@ class IndexTarget:
     repo: str
     bundle_id: str
     sequence: int
+    host_root: str | None = None  # the client's local path of the workspace (source_path)
+
+    def host_path(self, path: str) -> str | None:
+        """Where the client keeps `path`, in the client's own spelling."""
+        if not self.host_root:
+            return None
+        sep = "\\" if "\\" in self.host_root and "/" not in self.host_root else "/"
+        return self.host_root.rstrip("/\\") + sep + path.replace("/", sep)
 
 
 @dataclass
@@ -93,10 +101,10 @@ class QdrantSync:
     # public -------------------------------------------------------------------
     def run(self, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
         started = time.monotonic()
+        if plan.copies:  # first: a write may replace a path whose points move elsewhere
+            self._repoint({c.source: c.dest for c in plan.copies})
         for start in range(0, len(plan.writes), FILES_PER_BATCH):
             self._sync_files(plan.writes[start : start + FILES_PER_BATCH], bundle)
-        if plan.copies:
-            self._repoint({c.source: c.dest for c in plan.copies})
         gone = plan.removals + plan.deletes
         if gone:
             self._delete_ids([p.id for p in self._existing(gone, vectors=False)])
@@ -157,7 +165,7 @@ class QdrantSync:
             "chunk_hash": chunk_hash,
             "metadata": {"path": path, "language": language, "start_line": start,
                          "end_line": end, "code": code, "file_hash": file_hash,
-                         "repo": self.target.repo},
+                         "repo": self.target.repo, "host_path": self.target.host_path(path)},
         }
 
     def _dense_for(self, missing: list[_Wanted], moved_from: list[str]) -> list[list[float]]:
@@ -195,6 +203,7 @@ class QdrantSync:
             digest = point.payload["chunk_hash"]
             seen[(dest, digest)] += 1
             meta["path"] = dest
+            meta["host_path"] = self.target.host_path(dest)
             payload = {**point.payload, "metadata": meta, "bundle_id": self.target.bundle_id,
                        "sequence": self.target.sequence}
             new_id = point_id(self.target.workspace, dest, digest, seen[(dest, digest)])
