@@ -196,9 +196,17 @@ def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
         raise InvalidBundle("manifest bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
     operations: list[Operation] = []
     if OPERATIONS in staged:
-        operations = _parse(staged, OPERATIONS, OperationsFile, limits).operations
+        try:
+            operations = _parse(staged, OPERATIONS, OperationsFile, limits).operations
+        except DeltaError as exc:
+            exc.bundle_id = manifest.bundle_id
+            raise
     bundle = Bundle(manifest=manifest, operations=operations, staged=staged)
-    _check_operations(bundle)
+    try:
+        _check_operations(bundle)
+    except DeltaError as exc:
+        exc.bundle_id = manifest.bundle_id
+        raise
     return bundle
 
 

@@ -41,7 +41,7 @@ from core.keys import (
     workspace_key,
 )
 from core.models import UploadRequest, UploadUrlBody, invalid_fields
-from core.pipeline import Pipeline
+from core.pipeline import Pipeline, report_refusal
 from core.sequences import Sequences
 from core.storage import ObjectNotFound, ObjectStore
 from core.views import find_workspace
@@ -131,7 +131,8 @@ class DirectUploads:
                   "error": {"code": error.code, "message": error.message}}
         self.store.put(refusal_key(ws, bundle_id), json.dumps(record).encode())
         self.store.delete(incoming_key(ws, bundle_id))
-        log.warning("refused directly uploaded bundle %s: %s", bundle_id, error.code)
+        error.bundle_id = bundle_id
+        report_refusal(error)
 
     def state(self, tenant: str, path: str, logical_repo_id: str | None,
               bundle_id: str) -> dict[str, Any]:

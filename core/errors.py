@@ -33,6 +33,7 @@ class DeltaError(Exception):
 
     code = "INTERNAL_ERROR"
     http_status = 500
+    bundle_id: str | None = None  # the bundle it concerns, once its manifest was read (for logs)
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)

@@ -34,6 +34,7 @@ from core.config import Settings
 from core.errors import (
     BundleIdConflict,
     BundleTooLarge,
+    DeltaError,
     InvalidBundle,
     ProcessingError,
     WorkspaceBusy,
@@ -86,6 +87,16 @@ def scoped_collection(tenant: str, name: str) -> str:
     return f"{tenant}--{name}" if tenant else name
 
 
+@contextmanager
+def _about(bundle_id: str) -> Iterator[None]:
+    """Tag an error raised while processing a bundle with its id (for the log line)."""
+    try:
+        yield
+    except DeltaError as exc:
+        exc.bundle_id = exc.bundle_id or bundle_id
+        raise
+
+
 class Laps:
     """Wall time of consecutive pipeline steps, in milliseconds."""
 
@@ -122,6 +133,7 @@ class Pipeline:
         with (
             spooled(stream, scratch, self.settings.max_bundle_bytes) as (raw, raw_sha1),
             open_bundle(raw, scratch, self.limits) as bundle,
+            _about(bundle.bundle_id),
         ):
             metrics.BYTES_RECEIVED.inc(raw.stat().st_size)
             laps.lap("read")
@@ -359,6 +371,16 @@ def _report(result: UploadResult, timings_ms: dict[str, float], duplicate: bool)
                "timings_ms": timings_ms,
                "indexing": result.indexing.model_dump() if result.indexing else None},
     )
+
+
+def report_refusal(error: DeltaError) -> None:
+    """One log line and the metric of a bundle that was not applied: which rule refused
+    it (code and message) and, once its manifest was read, which bundle it was."""
+    server_side = error.http_status >= 500
+    metrics.record_refusal(error.code, server_side)
+    log.warning("upload %s: %s: %s", "failed" if server_side else "refused", error.code, error.message,
+                extra={"error_code": error.code, "error_message": error.message,
+                       "bundle_id": error.bundle_id, "http_status": error.http_status})
 
 
 def _release_quietly(sequences: Sequences, pending: PendingBundle) -> None:

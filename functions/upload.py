@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from core.context import service_context
 from core.errors import DeltaError, InvalidRequest
-from core.metrics import record_refusal
 from core.models import UploadRequest, invalid_fields
+from core.pipeline import report_refusal
 from functions._http import caller, handled, json_response, positive_int, require_method
 
 FORM_OVERHEAD = 1024 * 1024
@@ -30,7 +30,7 @@ def upload(request: flask.Request) -> flask.Response:
     try:
         result = context.pipeline.upload(parse_fields(request.form, tenant), bundle.stream)
     except DeltaError as exc:
-        record_refusal(exc.code, exc.http_status >= 500)
+        report_refusal(exc)
         raise
     return json_response(200, result.model_dump(mode="json"))
 

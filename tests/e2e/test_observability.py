@@ -31,6 +31,10 @@ def test_logs_metrics_and_status(tmp_path: Path) -> None:
         assert ok.json()["processing_time_ms"] >= sum(timings.values()) - 1
         bad = service.upload(b"not a bundle", "/work/obs")
         assert bad.status_code == 400
+        stray = BundleBuilder(bundle_id="refused-bundle-1").created("a.py", b"a")
+        stray.contents["files/created/stray.py"] = b"no operation names me"
+        refused = service.upload(stray.build(), "/work/obs")
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "UNEXPECTED_MEMBER"
         status = service.status("/work/obs").json()
         assert status["last_bundle_id"] == ok.json()["bundle_id"]
         assert status["indexed_points"] == 1 and status["pending_operations"] == 0
@@ -40,6 +44,7 @@ def test_logs_metrics_and_status(tmp_path: Path) -> None:
         assert service.stop() == 0
     assert 'delta_uploads_total{code="",outcome="applied"} 1.0' in exposition
     assert 'delta_uploads_total{code="INVALID_BUNDLE",outcome="refused"} 1.0' in exposition
+    assert 'delta_uploads_total{code="UNEXPECTED_MEMBER",outcome="refused"} 1.0' in exposition
     assert 'delta_operations_total{kind="created"} 1.0' in exposition
     assert 'delta_points_total{action="upserted"} 1.0' in exposition
     assert 'delta_step_seconds_count{step="index"} 1.0' in exposition
@@ -54,7 +59,12 @@ def test_logs_metrics_and_status(tmp_path: Path) -> None:
     assert upload_line["severity"] == "INFO"
     assert upload_line["logging.googleapis.com/trace"] == f"projects/demo/traces/{TRACE}"
     assert upload_line["httpRequest"]["latency"].endswith("s")
-    assert sum(1 for e in requests_logged if e["httpRequest"]["requestUrl"] == "/api/v1/delta/upload") == 2
+    assert sum(1 for e in requests_logged if e["httpRequest"]["requestUrl"] == "/api/v1/delta/upload") == 3
+    refusals = [e for e in lines if e.get("error_code")]
+    assert [(e["error_code"], e["bundle_id"], e["severity"]) for e in refusals] == [
+        ("INVALID_BUNDLE", None, "WARNING"), ("UNEXPECTED_MEMBER", "refused-bundle-1", "WARNING")]
+    assert refusals[0]["error_message"] == bad.json()["error"]["message"]
+    assert "stray.py" in refusals[1]["message"] and "UNEXPECTED_MEMBER" in refusals[1]["message"]
     bundle_line = next(e for e in lines if e.get("bundle_id") == ok.json()["bundle_id"])
     assert bundle_line["workspace"] == ok.json()["workspace_key"] and bundle_line["sequence"] == 1
     assert bundle_line["operations"]["created"] == 1 and "index" in bundle_line["timings_ms"]

@@ -1,0 +1,153 @@
+"""The existing client's watch-loop bundles over real HTTP, on every storage backend.
+
+The five bundles in `tests/fixtures/ce-client/` are sent exactly as that client
+sends them (multipart, `force=False`, its collection name, repo identity and
+local path), to a service with a persistent embedded Qdrant folder. They must
+leave exactly `expected-tree-after-1-4.json`; the pure rename and the folder
+rename embed nothing; and a crash at any pipeline step while applying the folder
+rename, followed by the client's retry on a fresh instance, ends exactly as a
+run without the crash: tree, journal, head, index and no left-over plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from qdrant_client import QdrantClient
+
+from core.faults import POINTS
+from tests.e2e.conftest import StorageProbe
+from tests.support.ceph_rgw import RgwEndpoint
+from tests.support.moto_server import create_bucket
+from tests.support.service import ServiceProcess
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ce-client"
+FIELDS = {"workspace_path": "/work/shop", "collection_name": "shop-8d9001d3", "force": "False",
+          "logical_repo_id": "git:5f0c2a9e8b7d6c41", "source_path": "/home/dev/shop"}
+FOLDER_RENAME_ID = "b9880ca7-d70c-438b-8968-74ab78583448"
+
+
+def fixture(number: int) -> bytes:
+    return next(FIXTURES.glob(f"ce-{number}-*.tar.gz")).read_bytes()
+
+
+def send(service: ServiceProcess, body: bytes) -> requests.Response:
+    files = {"bundle": ("bundle.tar.gz", body, "application/gzip")}
+    return requests.post(service.url + "/api/v1/delta/upload", data=FIELDS, files=files, timeout=120)
+
+
+def storage_for(kind: str, request: pytest.FixtureRequest, root: Path) -> tuple[dict[str, str], StorageProbe]:
+    if kind == "filesystem":
+        return {"WORK_DIR": str(root / "storage")}, StorageProbe(root=root / "storage")
+    bucket = f"ce-{uuid.uuid4().hex[:12]}"
+    if kind == "moto":
+        endpoint = request.getfixturevalue("moto_endpoint")
+        create_bucket(endpoint, bucket)
+    else:
+        rgw: RgwEndpoint = request.getfixturevalue("rgw_endpoint")
+        rgw.create_bucket(bucket)
+        endpoint = rgw.url
+    env = {"STORAGE_URL": f"s3://{bucket}/svc", "S3_ENDPOINT_URL": endpoint, "SCRATCH_DIR": str(root)}
+    return env, StorageProbe(endpoint=endpoint, bucket=bucket)
+
+
+def service_env(env: dict[str, str], root: Path, **extra: str) -> dict[str, str]:
+    return {**env, "QDRANT_URL": str(root / "qdrant"), "LEASE_SECS": "1.5", "CLAIM_WAIT_SECS": "20", **extra}
+
+
+def sha1_tree(tree: dict[str, bytes]) -> dict[str, str]:
+    return {path: "sha1:" + hashlib.sha1(data).hexdigest() for path, data in tree.items()}
+
+
+def snapshot(probe: StorageProbe, root: Path, ws: str) -> dict[str, Any]:
+    client = QdrantClient(path=str(root / "qdrant"))
+    try:
+        points, _ = client.scroll(FIELDS["collection_name"], limit=10_000, with_payload=True)
+    finally:
+        client.close()
+    return {
+        "tree": probe.tree(ws),
+        "journal": sorted(probe.keys(f"workspaces/{ws}/journal/")),
+        "head_sequence": json.loads(probe.read(f"workspaces/{ws}/head.json"))["last_sequence"],
+        "points": sorted((str(p.id), p.payload["metadata"]["path"], p.payload["metadata"]["host_path"])
+                         for p in points),
+        "leftover_plans": sorted(probe.keys(f"workspaces/{ws}/plans/")),
+    }
+
+
+@pytest.mark.parametrize("kind", ["filesystem", "moto", "rgw"])
+def test_the_watch_loop_bundles_leave_the_expected_tree(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    env, probe = storage_for(kind, request, tmp_path)
+    service = ServiceProcess(service_env(env, tmp_path), tmp_path / "service.log").start()
+    try:
+        answers = [send(service, fixture(n)) for n in range(1, 6)]
+        status = service.status(FIELDS["workspace_path"]).json()
+    finally:
+        assert service.stop() == 0
+    assert status["source_path"] == FIELDS["source_path"] and status["last_sequence"] == 5
+    assert [a.status_code for a in answers] == [200] * 5, [a.text for a in answers]
+    bodies = [a.json() for a in answers]
+    assert [b["success"] for b in bodies] == [True] * 5
+    assert [b["sequence_number"] for b in bodies] == [1, 2, 3, 4, 5]
+    assert [b["processed_operations"]["moved"] for b in bodies] == [0, 1, 3, 0, 0]
+    for rename in bodies[1:3]:
+        assert rename["indexing"]["chunks_embedded"] == 0
+        assert rename["indexing"]["points_repointed"] == rename["processed_operations"]["moved"]
+    ws = bodies[0]["workspace_key"]
+    expected = json.loads((FIXTURES / "expected-tree-after-1-4.json").read_text())
+    state = snapshot(probe, tmp_path, ws)
+    assert sha1_tree(state["tree"]) == expected
+    assert {path for _, path, _ in state["points"]} == set(expected)
+    assert all(host == f"{FIELDS['source_path']}/{path}" for _, path, host in state["points"])
+    assert state["leftover_plans"] == []
+
+
+@pytest.fixture(scope="module", params=["filesystem", "moto"])
+def crash_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def clean_run(crash_backend: str, request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("clean")
+    env, probe = storage_for(crash_backend, request, root)
+    service = ServiceProcess(service_env(env, root), root / "service.log").start()
+    try:
+        answers = [send(service, fixture(n)) for n in (1, 2, 3)]
+    finally:
+        assert service.stop() == 0
+    assert [a.status_code for a in answers] == [200] * 3
+    return snapshot(probe, root, answers[0].json()["workspace_key"])
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_crash_while_applying_the_folder_rename_converges_on_the_clean_state(
+    point: str, crash_backend: str, clean_run: dict[str, Any], request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    env, probe = storage_for(crash_backend, request, tmp_path)
+    doomed = ServiceProcess(service_env(env, tmp_path, FAULT_INJECTION=f"{point}:crash:{FOLDER_RENAME_ID}"),
+                            tmp_path / "doomed.log").start()
+    first = send(doomed, fixture(1))
+    assert first.status_code == 200 and send(doomed, fixture(2)).status_code == 200
+    with pytest.raises(requests.ConnectionError):  # the worker died mid-request
+        send(doomed, fixture(3))
+    doomed.kill()
+    survivor = ServiceProcess(service_env(env, tmp_path), tmp_path / "survivor.log").start()
+    try:
+        retry = send(survivor, fixture(3))
+        assert retry.status_code == 200, retry.text
+        assert retry.json()["sequence_number"] == 3
+        assert retry.json()["processed_operations"]["moved"] == 3
+    finally:
+        assert survivor.stop() == 0
+    assert snapshot(probe, tmp_path, first.json()["workspace_key"]) == clean_run
