@@ -23,6 +23,7 @@ from qdrant_client import QdrantClient
 
 from core.faults import POINTS
 from tests.e2e.conftest import StorageProbe
+from tests.support.bundles import BundleBuilder
 from tests.support.ceph_rgw import RgwEndpoint
 from tests.support.moto_server import create_bucket
 from tests.support.service import ServiceProcess
@@ -151,3 +152,37 @@ def test_a_crash_while_applying_the_folder_rename_converges_on_the_clean_state(
     finally:
         assert survivor.stop() == 0
     assert snapshot(probe, tmp_path, first.json()["workspace_key"]) == clean_run
+
+
+def client_rename(builder: BundleBuilder, source: str, dest: str, data: bytes) -> BundleBuilder:
+    """A rename the way the client's change detection reports it: created, moved, deleted."""
+    return builder.created(dest, data).moved(source, dest, data).deleted(source)
+
+
+def test_every_shape_the_client_sends_combined_in_one_bundle(
+    service: ServiceProcess, probe: StorageProbe, workspace: str
+) -> None:
+    base = {"a.py": b"def a():\n    return 1\n", "b.py": b"B = 2\n", "c.py": b"C = 3\n",
+            "d/x.py": b"X = 4\n", "d/y.py": b"Y = 5\n", "e.md": b"# e\n", "f.py": b"F = 6\n"}
+    first = BundleBuilder(workspace_path=workspace)
+    for path, data in base.items():
+        first.created(path, data)
+    assert service.upload(first.build(), workspace).status_code == 200
+    combined = BundleBuilder(workspace_path=workspace).updated("a.py", b"def a():\n    return 11\n",
+                                                               previous=base["a.py"])
+    client_rename(combined, "b.py", "b2.py", base["b.py"])
+    for name in ("x.py", "y.py"):
+        client_rename(combined, f"d/{name}", f"dd/{name}", base[f"d/{name}"])
+    combined.created("c2.py", b"C = 33\n").deleted("c.py")  # a rename with an edit
+    combined.moved("e.md", "docs/e.md", content_hash_of=base["e.md"])  # a move without content
+    combined.deleted("f.py").created("g.py", b"G = 7\n").updated("g.py", b"G = 77\n")
+    combined.created("tmp.py", b"scratch\n").deleted("tmp.py")
+    answer = service.upload(combined.build(), workspace)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert {k: v for k, v in body["processed_operations"].items() if v} == {
+        "updated": 1, "moved": 4, "created": 2, "deleted": 2, "skipped": 1}
+    assert body["failures"] == [] and body["indexing"]["points_repointed"] == 4
+    assert probe.tree(body["workspace_key"]) == {
+        "a.py": b"def a():\n    return 11\n", "b2.py": base["b.py"], "c2.py": b"C = 33\n",
+        "dd/x.py": base["d/x.py"], "dd/y.py": base["d/y.py"], "docs/e.md": base["e.md"], "g.py": b"G = 77\n"}
