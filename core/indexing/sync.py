@@ -97,6 +97,7 @@ class QdrantSync:
         self.scan_paths = scan_paths
         self.ordering = models.WriteOrdering(ordering) if ordering else None
         self.stats = IndexingStats()
+        self._held_ids: dict[str, list[str]] = {}  # path -> ids of its pre-bundle chunks
 
     # public -------------------------------------------------------------------
     def run(self, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
@@ -222,16 +223,23 @@ class QdrantSync:
         """The points held for `paths`: those of their pre-bundle chunks, by id."""
         if not paths:
             return []
-        ids = [pid for path, data in self.before(paths).items()
-               if (text := self._text(data)) is not None
-               for _, _, pid in self._chunk_ids(path, text)]
-        found = {str(p.id): p for p in self._retrieve(ids, vectors)}
+        found = {str(p.id): p for p in self._retrieve(self._ids_before(paths), vectors)}
         if self.scan_paths:
             m = self.models
             path_filter = m.Filter(must=[self._in_workspace(),
                                          m.FieldCondition(key="metadata.path", match=m.MatchAny(any=paths))])
             found.update((str(p.id), p) for p in self._scroll(path_filter, vectors=vectors))
         return list(found.values())
+
+    def _ids_before(self, paths: list[str]) -> list[str]:
+        """Point ids of the chunks of `paths`' pre-bundle bytes, read and chunked once per
+        path and bundle (a move source is looked up to re-point it and again to delete)."""
+        todo = [p for p in dict.fromkeys(paths) if p not in self._held_ids]
+        held = self.before(todo) if todo else {}
+        for path in todo:
+            text = self._text(held[path]) if path in held else None
+            self._held_ids[path] = [pid for _, _, pid in self._chunk_ids(path, text)] if text is not None else []
+        return [pid for path in dict.fromkeys(paths) for pid in self._held_ids[path]]
 
     def _retrieve(self, ids: list[str], vectors: bool | list[str] = False) -> list[Any]:
         """Points by id: a lookup, not a scan, on a server and in embedded mode alike."""

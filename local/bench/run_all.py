@@ -37,9 +37,10 @@ BENCHMARKS = [
     ("memory", 600),
     ("apply_s3", 900),
     ("indexing", 600),
+    ("renames", 900),
 ]
 # the order of the final table: the figures 1 to 6, then indexing
-TABLE_ORDER = ["apply_fs", "apply_s3", "delta", "reupload", "memory", "cold_start", "indexing"]
+TABLE_ORDER = ["apply_fs", "apply_s3", "delta", "reupload", "memory", "cold_start", "indexing", "renames"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
