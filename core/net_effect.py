@@ -75,6 +75,7 @@ class NetEffect:
         self.failures.append(OperationFailure(operation=self.last_kind.get(path, "created"),
                                               path=path, reason=reason))
         self.after[path] = self.before.get(path)
+        self.targets.discard(path)  # counted as failed, not also as skipped
         origin = value.origin if value is not None else None
         if origin is not None and origin != path and self.after.get(origin) is None and origin in self.before:
             self.after[origin] = self.before[origin]

@@ -238,7 +238,8 @@ class QdrantSync:
         held = self.before(todo) if todo else {}
         for path in todo:
             text = self._text(held[path]) if path in held else None
-            self._held_ids[path] = [pid for _, _, pid in self._chunk_ids(path, text)] if text is not None else []
+            chunks = self._chunk_ids(path, text) if text is not None else iter(())
+            self._held_ids[path] = [pid for _, _, pid in chunks]
         return [pid for path in dict.fromkeys(paths) for pid in self._held_ids[path]]
 
     def _retrieve(self, ids: list[str], vectors: bool | list[str] = False) -> list[Any]:

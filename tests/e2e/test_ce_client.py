@@ -186,3 +186,34 @@ def test_every_shape_the_client_sends_combined_in_one_bundle(
     assert probe.tree(body["workspace_key"]) == {
         "a.py": b"def a():\n    return 11\n", "b2.py": base["b.py"], "c2.py": b"C = 33\n",
         "dd/x.py": base["d/x.py"], "dd/y.py": base["d/y.py"], "docs/e.md": base["e.md"], "g.py": b"G = 77\n"}
+
+
+FORMERLY_REFUSED = [  # shapes once refused as conflicting, now applied in order onto {"a.py": b"A"}
+    ("deleted-then-moved-away", lambda b: b.deleted("a.py").moved("a.py", "b.py"),
+     {}, {"deleted": 1, "failed": 1}, [("moved", "b.py")]),
+    ("created-then-deleted", lambda b: b.created("n.py", b"N").deleted("n.py"),
+     {"a.py": b"A"}, {"skipped": 1}, []),
+    ("moved-onto-a-created-path", lambda b: b.created("c.py", b"C").moved("a.py", "c.py"),
+     {"c.py": b"A"}, {"moved": 1}, []),
+    ("moved-onto-itself", lambda b: b.moved("a.py", "a.py"), {"a.py": b"A"}, {"skipped": 1}, []),
+    ("a-file-and-a-folder", lambda b: b.created("d", b"D").created("d/e", b"E"),
+     {"a.py": b"A", "d": b"D"}, {"created": 1, "failed": 1}, [("created", "d/e")]),
+    ("swapped-by-the-client", lambda b: b.created("t.py", b"T").moved("a.py", "tmp").moved("t.py", "a.py")
+     .moved("tmp", "t.py"), {"a.py": b"T", "t.py": b"A"}, {"moved": 1, "updated": 1, "skipped": 1}, []),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "tree", "counts", "failed"), FORMERLY_REFUSED,
+                         ids=[case[0] for case in FORMERLY_REFUSED])
+def test_shapes_once_refused_apply_in_order(
+    name: str, make: Any, tree: dict[str, bytes], counts: dict[str, int], failed: list[tuple[str, str]],
+    service: ServiceProcess, probe: StorageProbe, workspace: str,
+) -> None:
+    assert service.upload(BundleBuilder(workspace_path=workspace).created("a.py", b"A").build(),
+                          workspace).status_code == 200
+    answer = service.upload(make(BundleBuilder(workspace_path=workspace)).build(), workspace)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert {k: v for k, v in body["processed_operations"].items() if v} == counts
+    assert [(f["operation"], f["path"]) for f in body["failures"]] == failed
+    assert probe.tree(body["workspace_key"]) == tree

@@ -135,6 +135,7 @@ def expected(tree: Tree, ops: list[Op]) -> Outcome:
             value = now.pop(path)
             out.failures.add((last[path], path))
             out.counts["failed"] += 1
+            targets.discard(path)
             if value.origin is not None and value.origin != path and value.origin not in now:
                 now[value.origin] = Value(tree[value.origin], "held", value.origin)
     moved_from = {v.origin for p, v in now.items()
