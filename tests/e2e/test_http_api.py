@@ -129,18 +129,27 @@ def test_unchanged_update_and_missing_delete_are_skipped(
 def test_moves_without_content_use_the_servers_copy_even_in_a_swap(
     service: ServiceProcess, probe: StorageProbe, workspace: str
 ) -> None:
+    """Operations apply in order, so a swap goes through a temporary name, as a client's
+    `mv` would; the pre-bundle bytes are what every move reads."""
     first = service.upload(
         BundleBuilder().created("a.py", b"A").created("b.py", b"B").created("c.py", b"C").build(),
         workspace,
     ).json()
     swap = (BundleBuilder()
-            .moved("a.py", "b.py", content_hash_of=b"A")
+            .moved("a.py", "tmp.py", content_hash_of=b"A")
             .moved("b.py", "a.py", content_hash_of=b"B")
+            .moved("tmp.py", "b.py", content_hash_of=b"A")
             .moved("c.py", "dir/c.py"))
     body = service.upload(swap.build(), workspace).json()
     assert body["processed_operations"]["moved"] == 3, body
+    assert body["processed_operations"]["skipped"] == 1  # tmp.py: named, and ends as it was
     assert probe.tree(first["workspace_key"]) == {"a.py": b"B", "b.py": b"A", "dir/c.py": b"C"}
     assert not probe.keys(f"workspaces/{first['workspace_key']}/plans/")
+    literal = BundleBuilder().moved("a.py", "b.py", content_hash_of=b"B").moved("b.py", "a.py",
+                                                                                 content_hash_of=b"A")
+    body = service.upload(literal.build(), workspace).json()  # in order: b.py is overwritten first
+    assert [(f["operation"], f["path"]) for f in body["failures"]] == [("moved", "a.py")]
+    assert probe.tree(first["workspace_key"]) == {"b.py": b"B", "dir/c.py": b"C"}
 
 
 def test_move_of_a_file_the_server_lacks_is_reported_as_failed(
