@@ -82,7 +82,7 @@ class TokenLogin(_Body):
 
     token: str = Field(min_length=1, max_length=SHORT)
     client: str | None = Field(None, max_length=256)
-    workspace: str | None = Field(None, max_length=4096)
+    workspace: str | None = Field(None, max_length=1024)
 
 
 class PasswordLogin(_Body):
@@ -90,7 +90,7 @@ class PasswordLogin(_Body):
 
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=SHORT)
-    workspace: str | None = Field(None, max_length=4096)
+    workspace: str | None = Field(None, max_length=1024)
     client: str | None = Field(None, max_length=256)
 
 
