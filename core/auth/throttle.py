@@ -35,7 +35,7 @@ from core.keys import login_failures_key
 from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed, StoredObject
 
 log = logging.getLogger(__name__)
-ATTEMPTS = 8
+ATTEMPTS = 20  # enough for a dozen instances failing at once: each round one write wins
 Subject = tuple[str, str]  # ("user", name) or ("address", ip)
 
 

@@ -5,19 +5,23 @@ creation at the same moment, round after round, each round on a fresh key space:
 
 - two different first users through the open window: exactly one gets in, the
   other is refused (401), and the marker and the one user record agree;
-- two creators of one name: exactly one user record, the other `UserExists`.
+- two creators of one name: exactly one user record, the other `UserExists`;
+- failed-login counters written by several instances at once lose no failure.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from core.auth.throttle import LoginThrottle
 from core.auth.users import Users
-from core.errors import DeltaError, Unauthorized, UserExists
+from core.errors import DeltaError, LoginRateLimited, Unauthorized, UserExists
+from core.keys import login_failures_key
 from core.storage.base import ObjectStore
 from tests.contract.test_storage_contract import backend_params, open_backend
 
@@ -84,3 +88,40 @@ def test_one_name_created_twice_at_once_has_one_winner(store: ObjectStore) -> No
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 200])
 def test_names_that_are_no_user_names_never_reach_a_key(fs_store: ObjectStore, name: str) -> None:
     assert Users(fs_store).verify(name, PASSWORD) is None
+
+
+def test_concurrent_failed_logins_are_all_counted(store: ObjectStore) -> None:
+    """Four instances counting failures of one name at once lose none (read-modify-write by CAS)."""
+    params = fresh(store, 99)
+    writers, each = 4, 3
+    barrier = threading.Barrier(writers)
+
+    def fail(_: int) -> None:
+        throttle = LoginThrottle(open_backend(params), max_failures=1000, window_secs=600)
+        barrier.wait()
+        for _ in range(each):
+            throttle.failed(("user", "target"))
+
+    threads = [threading.Thread(target=fail, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    stored = open_backend(params).get(login_failures_key("user", "TARGET"))  # names fold case
+    assert json.loads(stored.body)["failures"] == writers * each
+
+
+def test_a_window_of_failures_ends_on_its_own(fs_store: ObjectStore) -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(fs_store, max_failures=2, window_secs=60, clock=lambda: now[0])
+    throttle.failed(("user", "dev"), ("address", "10.0.0.1"))
+    throttle.check(("user", "dev"))  # one failure: still allowed
+    throttle.failed(("user", "dev"))
+    with pytest.raises(LoginRateLimited) as limited:
+        throttle.check(("address", "10.0.0.2"), ("user", "dev"))
+    assert limited.value.retry_after_s == 60
+    throttle.check(("address", "10.0.0.1"))  # the address failed once only
+    now[0] += 61
+    throttle.check(("user", "dev"))
+    throttle.failed(("user", "dev"))  # a new window starts at one
+    throttle.check(("user", "dev"))
