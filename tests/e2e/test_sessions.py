@@ -44,6 +44,7 @@ def login(service: ServiceProcess, username: str, password: str = PASSWORD) -> r
 def session_of(service: ServiceProcess, username: str) -> str:
     answer = login(service, username)
     assert answer.status_code == 200, answer.text
+    SECRETS.append(answer.json()["session_id"])
     return str(answer.json()["session_id"])
 
 
@@ -74,9 +75,7 @@ def admin(service: ServiceProcess) -> str:
     assert created.status_code == 200, created.text
     assert created.json()["username"] == "Root" and created.json()["admin"] is True
     assert requests.get(service.url + "/auth/status", timeout=30).json()["has_users"] is True
-    session = session_of(service, "root")  # names compare case-insensitively
-    SECRETS.append(session)
-    return session
+    return session_of(service, "root")  # names compare case-insensitively
 
 
 def test_after_the_first_user_only_admins_create_users(service: ServiceProcess, admin: str) -> None:
@@ -100,6 +99,14 @@ def test_after_the_first_user_only_admins_create_users(service: ServiceProcess, 
     short = post(service, "/auth/users", {"username": "eve", "password": "short"},
                  **{"X-Admin-Token": admin})
     assert short.status_code == 400 and "short" not in short.text
+    own_tenant = post(service, "/auth/users", {"username": "eve", "password": PASSWORD, "tenant": "team2"})
+    assert own_tenant.status_code == 403  # only an admin names a tenant
+    team = post(service, "/auth/users", {"username": "tess", "password": PASSWORD, "tenant": "team2"},
+                **{"X-Admin-Token": admin})
+    assert team.status_code == 200 and team.json()["tenant"] == "team2"
+    tess = session_of(service, "tess")
+    theirs = service.upload(BundleBuilder().created("t.py", b"t\n").build(), session=tess)
+    assert theirs.status_code == 200 and theirs.json()["collection_name"] == "team2--myrepo-test"
 
 
 def test_a_password_session_uploads_and_reads_the_full_view(service: ServiceProcess, admin: str) -> None:
