@@ -8,9 +8,9 @@ names the variable; nothing here writes back to `os.environ`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -53,13 +53,21 @@ class Settings(BaseSettings):
     direct_upload_expiry_secs: int = Field(900, ge=60, le=7 * 24 * 3600)
     scratch_dir: str | None = None
 
-    auth_mode: Literal["none", "api_key", "jwt"] = "none"
+    # AUTH_MODE unset: CTXCE_AUTH_ENABLED=1 means "session" (the existing service's switch)
+    auth_mode: Literal["none", "api_key", "jwt", "session"] = "none"
     api_keys_file: str | None = None
     jwt_secret: str | None = Field(None, repr=False)
     jwt_jwks_file: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_tenant_claim: str = "tenant"
+    ctxce_auth_enabled: bool = False
+    ctxce_auth_shared_token: str | None = Field(None, repr=False, min_length=8, max_length=1024)
+    ctxce_auth_admin_token: str | None = Field(None, repr=False, min_length=16, max_length=1024)
+    ctxce_auth_session_ttl_seconds: int = Field(0, ge=0, le=366 * 86_400)  # 0: never expire
+    auth_default_tenant: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    auth_login_max_failures: int = Field(5, ge=1, le=1000)  # per user name and per address
+    auth_login_window_secs: int = Field(300, ge=1, le=86_400)
     rate_limit_requests_per_min: int = Field(0, ge=0)
     rate_limit_mb_per_min: int = Field(0, ge=0)
 
@@ -73,6 +81,16 @@ class Settings(BaseSettings):
     manifest_page_limit: int = Field(1000, ge=1, le=100_000)
     fault_injection: str | None = None  # tests only: see core/faults.py
     google_cloud_project: str | None = None  # for trace ids in Cloud Logging
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ctxce_auth_enabled(cls, data: Any) -> Any:
+        """The existing service's `CTXCE_AUTH_ENABLED=1` turns sessions on when AUTH_MODE is unset."""
+        if isinstance(data, dict) and "auth_mode" not in data:
+            enabled = data.get("ctxce_auth_enabled")
+            if enabled is True or str(enabled).strip().lower() in ("1", "true", "yes", "on"):
+                return {**data, "auth_mode": "session"}
+        return data
 
     @field_validator("fault_injection")
     @classmethod
@@ -95,6 +113,11 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return "file://" + str(Path(self.work_dir).absolute())
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Any AUTH_MODE but none: credentials required, sessions accepted (core.auth)."""
+        return self.auth_mode != "none"
 
     @property
     def max_bundle_bytes(self) -> int:

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
-from core.auth import Authenticator
+from core.auth import Authenticator, AuthService, build_auth_service
 from core.config import Settings, load_settings
 from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
@@ -39,7 +39,11 @@ class ServiceContext:
 
     @cached_property
     def authenticator(self) -> Authenticator:
-        return Authenticator(self.settings)
+        return Authenticator(self.settings, self.store if self.settings.auth_enabled else None)
+
+    @cached_property
+    def auth(self) -> AuthService:
+        return build_auth_service(self.settings, self.store, self.authenticator)
 
     @cached_property
     def limiter(self) -> RateLimiter:

@@ -6,13 +6,19 @@
     │     UNSAFE_PATH, UNSAFE_MEMBER, MISSING_MEMBER, UNEXPECTED_MEMBER,
     │     DUPLICATE_MEMBER, HASH_MISMATCH, SIZE_MISMATCH
     ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
+    ├── RequestTooLarge             REQUEST_TOO_LARGE    413  (a JSON body of /auth/*)
+    ├── Unauthorized                UNAUTHORIZED         401  (carries WWW-Authenticate)
+    ├── Forbidden                   FORBIDDEN            403
     ├── NotFound                    NOT_FOUND            404
+    │   └── AuthDisabled            AUTH_DISABLED        404  (/auth/* with AUTH_MODE=none)
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)
     ├── DirectUploadUnavailable     DIRECT_UPLOAD_UNAVAILABLE 501
     ├── SequenceMismatch            SEQUENCE_MISMATCH    409
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
+    ├── UserExists                  USER_EXISTS          409
     ├── RetryLater (carries Retry-After)
-    │   └── RateLimited (core.ratelimit) RATE_LIMITED  429
+    │   ├── RateLimited (core.ratelimit) RATE_LIMITED  429
+    │   └── LoginRateLimited        LOGIN_RATE_LIMITED   429
     ├── Unavailable (RetryLater; transient)
     │   ├── WorkspaceBusy           WORKSPACE_BUSY       503
     │   ├── StorageUnavailable      STORAGE_UNAVAILABLE  503
@@ -64,9 +70,40 @@ class BundleTooLarge(DeltaError):
     http_status = 413
 
 
+class RequestTooLarge(DeltaError):
+    """A small JSON body (the /auth/* endpoints) over its cap, refused before it is read."""
+
+    code = "REQUEST_TOO_LARGE"
+    http_status = 413
+
+
+class Unauthorized(DeltaError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="delta-upload"'}
+
+
+class Forbidden(DeltaError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
 class NotFound(DeltaError):
     code = "NOT_FOUND"
     http_status = 404
+
+
+class AuthDisabled(NotFound):
+    """The existing clients read a 404 from /auth/* as "auth is off"."""
+
+    code = "AUTH_DISABLED"
+
+
+class UserExists(DeltaError):
+    code = "USER_EXISTS"
+    http_status = 409
 
 
 class MethodNotAllowed(DeltaError):
@@ -128,6 +165,13 @@ class RetryLater(DeltaError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class LoginRateLimited(RetryLater):
+    """Too many failed logins for one user name or from one address, in the current window."""
+
+    code = "LOGIN_RATE_LIMITED"
+    http_status = 429
 
 
 class Unavailable(RetryLater):

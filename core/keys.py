@@ -11,6 +11,10 @@
     <prefix>/workspaces/<ws>/plans/<id>.stash/<n> move sources the bundle overwrites
     <prefix>/workspaces/<ws>/tree/<path>          the workspace files
     <prefix>/aliases/<path-key>.json              workspace path -> workspace key
+    <prefix>/auth/first-user.json                 write-once: who the first (admin) user is
+    <prefix>/auth/users/<name>.json               one user: tenant, admin, argon2 hash (write-once per name)
+    <prefix>/auth/sessions/<sha256 hex>.json      one session, by the digest of its id (CAS)
+    <prefix>/auth/login-failures/<kind>-<hex>.json failed logins of a user name or address (CAS)
 
 The `<prefix>` belongs to the storage backend; keys here are relative to it.
 """
@@ -104,3 +108,22 @@ def tree_prefix(ws: str) -> str:
 
 def tree_key(ws: str, path: str) -> str:
     return tree_prefix(ws) + path
+
+
+def first_user_key() -> str:
+    return "auth/first-user.json"
+
+
+def user_key(username: str) -> str:
+    """Names are checked (core.auth.records.USERNAME) and compared case-insensitively."""
+    return f"auth/users/{username.casefold()}.json"
+
+
+def session_key(digest_hex: str) -> str:
+    """A session by the SHA-256 of its id: the id itself is never stored."""
+    return f"auth/sessions/{digest_hex}.json"
+
+
+def login_failures_key(kind: str, subject: str) -> str:
+    """Failed logins of a user name or client address (`kind`), by a digest of it."""
+    return f"auth/login-failures/{kind}-{_digest('login', kind, subject.casefold())}.json"

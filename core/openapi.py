@@ -16,6 +16,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from core import __version__
+from core.auth.records import NewUser, PasswordLogin, TokenLogin
 from core.events import S3Notification
 from core.keys import BUNDLE_ID
 from core.models import UploadRequest, UploadResult
@@ -27,11 +28,12 @@ CODES: dict[int, list[str]] = {
           "UNEXPECTED_MEMBER", "DUPLICATE_MEMBER", "HASH_MISMATCH",
           "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "NO_UPLOAD_INTENT", "UNKNOWN_EVENT"],
     401: ["UNAUTHORIZED"],
-    404: ["NOT_FOUND"],
+    403: ["FORBIDDEN"],
+    404: ["NOT_FOUND", "AUTH_DISABLED"],
     405: ["METHOD_NOT_ALLOWED"],
-    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE"],
-    413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED"],
-    429: ["RATE_LIMITED"],
+    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS"],
+    413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE"],
+    429: ["RATE_LIMITED", "LOGIN_RATE_LIMITED"],
     500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
     501: ["DIRECT_UPLOAD_UNAVAILABLE"],
     503: ["WORKSPACE_BUSY", "STORAGE_UNAVAILABLE", "INDEX_UNAVAILABLE", "LEASE_LOST", "SERVICE_UNAVAILABLE"],
@@ -125,8 +127,9 @@ def _upload_url_bodies(fields: Schema) -> tuple[Schema, Schema]:
 
 def _schemas() -> Schema:
     """Components: the pydantic models' schemas, and the answers described here."""
-    _, defs = models_json_schema([(UploadResult, "serialization"), (S3Notification, "validation")],
-                                 ref_template=REF)
+    _, defs = models_json_schema([(UploadResult, "serialization"), (S3Notification, "validation"),
+                                  (TokenLogin, "validation"), (PasswordLogin, "validation"),
+                                  (NewUser, "validation")], ref_template=REF)
     server_info = _object(["version", "max_bundle_size_mb", "supported_formats", "storage_backend"],
                           version=STRING, max_bundle_size_mb=COUNT,
                           supported_formats={"type": "array", "items": STRING}, storage_backend=STRING)
@@ -146,6 +149,16 @@ def _schemas() -> Schema:
                           pending_operations=COUNT, pending_bundle=pending,
                           indexed_points={"type": ["integer", "null"]}, status={"const": "ready"},
                           server_info=server_info),
+        "AnonymousStatus": _object(["workspace_path", "collection_name", "status", "server_info"],
+                                   workspace_path=STRING, collection_name=STRING,
+                                   status={"const": "ready"}, authenticated={"const": False},
+                                   server_info=server_info),
+        "AuthStatus": _object(["enabled", "has_users", "session_ttl_seconds"], enabled={"type": "boolean"},
+                              has_users={"type": ["boolean", "null"]}, session_ttl_seconds=COUNT),
+        "Session": _object(["session_id", "user_id", "expires_at"], session_id=STRING, user_id=STRING,
+                           expires_at={**COUNT, "description": "unix seconds; 0: never expires"}),
+        "User": _object(["user_id", "username"], user_id=STRING, username=STRING, tenant=STRING,
+                        admin={"type": "boolean"}),
         "Manifest": _object(["workspace_path", "workspace_key", "last_sequence", "files", "next_cursor"],
                             workspace_path=STRING, workspace_key=STRING, last_sequence=COUNT,
                             files={"type": "object", "additionalProperties": {
@@ -166,6 +179,32 @@ def _schemas() -> Schema:
                               source=STRING, type=STRING, subject=STRING, data={}),
     }
     return {**defs["$defs"], **answers}
+
+
+def _auth_paths() -> Schema:
+    """/auth/*: JSON bodies of at most 16 KiB (413 beyond); 404 AUTH_DISABLED with AUTH_MODE=none."""
+    admin = {"name": "X-Admin-Token", "in": "header", "required": False, "schema": STRING,
+             "description": "an admin's session id or CTXCE_AUTH_ADMIN_TOKEN; needed once a user exists"}
+
+    def post(operation: str, summary: str, body: str, answer: str, *statuses: int) -> Schema:
+        return {"post": {"operationId": operation, "summary": summary, "requestBody": {
+            "required": True, "content": {"application/json": {"schema": _component(body)}}},
+            "responses": {"200": _json(_component(answer)),
+                          **_errors(400, *statuses, 404, 405, 413, 500, 503)}}}
+
+    users = post("createUser", "Create a user: open until the first user (an admin) exists",
+                 "NewUser", "User", 401, 403, 409)
+    users["post"]["parameters"] = [admin]
+    return {
+        "/auth/status": _read_only({"operationId": "authStatus", "summary": "Whether sessions are on",
+                                    "responses": {"200": _json(_component("AuthStatus")),
+                                                  **_errors(500, 503)}}),
+        "/auth/login": post("login", "A session for the shared token (CTXCE_AUTH_SHARED_TOKEN)",
+                            "TokenLogin", "Session", 401, 429),
+        "/auth/login/password": post("loginPassword", "A session for a user name and password",
+                                     "PasswordLogin", "Session", 401, 429),
+        "/auth/users": users,
+    }
 
 
 @cache
@@ -190,7 +229,9 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/delta/status": _read_only({
             "operationId": "status", "summary": "The workspace's sequence record",
             "parameters": workspace, "security": secured,
-            "responses": {"200": _json(_component("Status")), **_errors(400), **guarded}}),
+            "description": "With auth on and no credential at all: AnonymousStatus, no tenant data",
+            "responses": {"200": _json({"anyOf": [_component("Status"), _component("AnonymousStatus")]}),
+                          **_errors(400), **guarded}}),
         "/api/v1/delta/manifest": _read_only({
             "operationId": "manifest", "summary": "Every file the server holds, one page at a time",
             "parameters": [*workspace,
@@ -230,6 +271,7 @@ def openapi_document() -> dict[str, Any]:
                 "application/json": {"schema": _component("S3Notification")},
                 "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
             "responses": {"200": _json(_component("EventOutcomes")), **_errors(400, 405, 500, 503)}}},
+        **_auth_paths(),
         "/openapi.json": _read_only({"operationId": "openapi", "summary": "This document",
                                      "responses": {"200": _json({"type": "object"}), **_errors(500)}}),
         "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",
@@ -243,7 +285,8 @@ def openapi_document() -> dict[str, Any]:
                  "description": 'Errors: {"success": false, "error": {"code", "message", …}}'},
         "paths": paths,
         "components": {"schemas": _schemas(), "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "API key or JWT (AUTH_MODE)"},
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "API key, JWT or session id (AUTH_MODE)"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             "session": {"type": "apiKey", "in": "query", "name": "session"},
         }},

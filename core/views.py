@@ -26,8 +26,7 @@ def find_workspace(
     store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None
 ) -> tuple[str, HeadRecord | None]:
     """The workspace key and head for a path (following the alias a repo id left)."""
-    if not path or "\x00" in path or len(path) > 4096:
-        raise InvalidRequest("workspace_path is required (at most 4096 characters, no NUL)")
+    _check_path(path)
     ws = workspace_key(tenant, path, logical_repo_id)
     head, _ = Sequences(store, ws, settings.lease_secs).read()
     if head is not None or logical_repo_id:
@@ -38,6 +37,40 @@ def find_workspace(
         return ws, None
     head, _ = Sequences(store, aliased, settings.lease_secs).read()
     return (aliased, head) if head is not None else (ws, None)
+
+
+def _check_path(path: str) -> None:
+    if not path or "\x00" in path or len(path) > 4096:
+        raise InvalidRequest("workspace_path is required (at most 4096 characters, no NUL)")
+
+
+def _server_info(store: ObjectStore, settings: Settings) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "max_bundle_size_mb": settings.max_bundle_size_mb,
+        "supported_formats": SUPPORTED_FORMATS,
+        "storage_backend": store.kind,
+    }
+
+
+def anonymous_status(store: ObjectStore, settings: Settings, path: str) -> dict[str, Any]:
+    """The status a caller without credentials gets when auth is on (README "Sessions").
+
+    The existing upload clients ask for status with no credentials before every
+    upload and need `workspace_path`, `collection_name` and `"status": "ready"`.
+    Nothing here is read from storage, so nothing of any tenant's data shows:
+    `collection_name` is the deployment's COLLECTION_NAME, and `last_sequence`,
+    the workspace key, bundle ids and counts are left out (the clients read
+    `last_sequence` only when present). Storage is not even touched.
+    """
+    _check_path(path)
+    return {
+        "workspace_path": path,
+        "collection_name": settings.collection_name,
+        "status": "ready",
+        "authenticated": False,
+        "server_info": _server_info(store, settings),
+    }
 
 
 def status(
@@ -70,12 +103,7 @@ def status(
         ),
         "indexed_points": indexed,
         "status": "ready",
-        "server_info": {
-            "version": __version__,
-            "max_bundle_size_mb": settings.max_bundle_size_mb,
-            "supported_formats": SUPPORTED_FORMATS,
-            "storage_backend": store.kind,
-        },
+        "server_info": _server_info(store, settings),
     }
 
 

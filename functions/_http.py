@@ -13,12 +13,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core import metrics
 from core.context import service_context
-from core.errors import BundleTooLarge, InvalidRequest, MethodNotAllowed, error_response
+from core.errors import BundleTooLarge, InvalidRequest, MethodNotAllowed, RequestTooLarge, error_response
 from core.logs import bound, trace_fields
 
 log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
 READ_ONLY = ("GET", "HEAD")  # every GET endpoint: a HEAD answers as the GET, without the body
+SMALL_BODY = 16 * 1024  # JSON bodies read before authenticating (/auth/*)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
@@ -41,6 +42,8 @@ def handled(fn: Handler) -> Handler:
         with bound(**trace):
             try:
                 response = fn(request)
+            except RequestTooLarge as exc:
+                response = _unread_body_error(exc)
             except RequestEntityTooLarge:
                 response = _unread_body_error(BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB"))
             except HTTPException as exc:
@@ -87,21 +90,34 @@ def _unread_body_error(exc: BaseException) -> flask.Response:
                           headers={**headers, "Connection": "close"})
 
 
-def caller(request: flask.Request, session: str | None = None) -> str:
-    """The caller's tenant (AUTH_MODE), charged one request against its rate limit.
-
-    The token comes from `Authorization: Bearer`, `X-API-Key`, or the existing
-    clients' `session` field (query, `session` as the handler read it from a JSON
-    body, or the form)."""
-    context = service_context()
+def presented_token(request: flask.Request, session: str | None = None) -> str | None:
+    """The credential a request carries, if any: an API key, JWT or session id, from
+    `Authorization: Bearer`, `X-API-Key`, or the existing clients' `session` field
+    (query, `session` as the handler read it from a JSON body, or the form)."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
     token = token or request.headers.get("X-API-Key") or request.args.get("session") or session
-    if not token and request.method == "POST" and context.authenticator.mode != "none":
+    if not token and request.method == "POST" and service_context().authenticator.enabled:
         token = request.form.get("session")
-    tenant = context.authenticator.tenant(token or None)
+    return token or None
+
+
+def caller(request: flask.Request, session: str | None = None) -> str:
+    """The caller's tenant (AUTH_MODE), charged one request against its rate limit."""
+    context = service_context()
+    tenant = context.authenticator.tenant(presented_token(request, session))
     context.limiter.charge(tenant, requests=1, size=request.content_length or 0)
     return tenant
+
+
+def small_body(request: flask.Request, limit: int = SMALL_BODY) -> bytes:
+    """The body, at most `limit` bytes: a longer one is 413 REQUEST_TOO_LARGE, unread."""
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestTooLarge(f"the body exceeds {limit // 1024} KiB")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise RequestTooLarge(f"the body exceeds {limit // 1024} KiB")
+    return data
 
 
 def workspace_args(request: flask.Request) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """functions-framework targets: one per function, plus `service` serving all on one port.
 
     health, status, manifest, upload, upload_url, bundle_state   HTTP functions
+    auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
@@ -24,6 +25,11 @@ import functions_framework  # noqa: E402
 from core.context import service_context  # noqa: E402
 from core.errors import NotFound  # noqa: E402
 from functions._http import handled  # noqa: E402
+from functions.auth import auth as _auth  # noqa: E402
+from functions.auth import auth_login as _auth_login  # noqa: E402
+from functions.auth import auth_login_password as _auth_login_password  # noqa: E402
+from functions.auth import auth_status as _auth_status  # noqa: E402
+from functions.auth import auth_users as _auth_users  # noqa: E402
 from functions.bundles import bundle_state as _bundle_state  # noqa: E402
 from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
@@ -47,6 +53,10 @@ ROUTES = {
     "/api/v1/delta/events": _bundle_events,
     "/metrics": _metrics,
     "/openapi.json": _openapi,
+    "/auth/status": _auth_status,
+    "/auth/login": _auth_login,
+    "/auth/login/password": _auth_login_password,
+    "/auth/users": _auth_users,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 
@@ -74,6 +84,7 @@ manifest = functions_framework.http(_with_probes(_manifest))
 upload_url = functions_framework.http(_with_probes(_upload_url))
 bundle_state = functions_framework.http(_with_probes(_bundle_state))
 bundle_events = functions_framework.http(_with_probes(_bundle_events))
+auth = functions_framework.http(_with_probes(_auth))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 

@@ -52,10 +52,15 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
 
 
 def test_requests_without_a_valid_key_are_refused(keyed: ServiceProcess) -> None:
-    for headers in ({}, bearer("wrong"), {"X-API-Key": "wrong"}):
+    for headers in (bearer("wrong"), {"X-API-Key": "wrong"}):
         answer = status(keyed, headers)
         assert answer.status_code == 401 and answer.json()["error"]["code"] == "UNAUTHORIZED"
         assert "wrong" not in answer.text
+    anonymous = status(keyed, {})  # the existing clients' credential-less status: no tenant data
+    assert anonymous.status_code == 200 and "workspace_key" not in anonymous.json()
+    bare = requests.get(keyed.url + "/api/v1/delta/manifest", params={"workspace_path": "/work/myrepo"},
+                        timeout=30)
+    assert bare.status_code == 401 and bare.json()["error"]["code"] == "UNAUTHORIZED"
     refused = upload(keyed, BundleBuilder().created("a", b"1").build())
     assert refused.status_code == 401
     assert requests.get(keyed.url + "/health", timeout=10).status_code == 200
@@ -147,3 +152,17 @@ def test_a_bad_key_file_stops_start_up(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "API_KEYS_FILE" in done.stderr + done.stdout
     assert "plain-text-key" not in done.stderr + done.stdout
+
+
+def test_sessions_work_alongside_api_keys(keyed: ServiceProcess) -> None:
+    """AUTH_MODE=api_key accepts sessions too: a user of the default tenant, next to Alice's key."""
+    assert requests.get(keyed.url + "/auth/status", timeout=30).json()["enabled"] is True
+    body = {"username": "carol", "password": "a long enough password"}
+    created = requests.post(keyed.url + "/auth/users", json=body, timeout=60)
+    assert created.status_code == 200, created.text
+    session = requests.post(keyed.url + "/auth/login/password", json=body, timeout=60).json()["session_id"]
+    mine = upload(keyed, BundleBuilder().created("who", b"carol").build(), session=session)
+    assert mine.status_code == 200 and mine.json()["collection_name"] == "default--myrepo-test"
+    assert status(keyed, {"X-API-Key": KEYS["alice"]}).json()["last_sequence"] >= 1
+    assert status(keyed, bearer(KEYS["alice"])).json()["workspace_key"] != mine.json()["workspace_key"]
+    assert status(keyed, bearer(session)).json()["workspace_key"] == mine.json()["workspace_key"]

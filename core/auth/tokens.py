@@ -1,6 +1,5 @@
-"""Who is calling: API keys or JWT bearer tokens, mapped to a tenant.
+"""API keys and JWT bearer tokens, each mapped to a tenant.
 
-    AUTH_MODE=none     every request is tenant "" (the default; `make run`)
     AUTH_MODE=api_key  API_KEYS_FILE: {"tenants": {"<tenant>": ["sha256:<hex>", ...]}}
                        keys are stored only as SHA-256 digests and compared in
                        constant time; `delta-upload hash-key` prints a digest
@@ -8,8 +7,9 @@
                        JWT_JWKS_FILE; JWT_AUDIENCE / JWT_ISSUER checked when set;
                        the tenant is the JWT_TENANT_CLAIM claim (default "tenant")
 
-A token arrives as `Authorization: Bearer <token>`, `X-API-Key: <key>`, or the
-existing clients' `session` field. Tokens are never logged or echoed.
+Each verifier answers a tenant, `None` for a token that is not one of its kind
+(so the authenticator may try a session), or raises `Unauthorized` for a token
+of its kind that fails (a JWT with a bad signature or an expired one).
 """
 
 from __future__ import annotations
@@ -22,62 +22,50 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, Settings
-from core.errors import DeltaError
+from core.errors import Unauthorized
 
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Unauthorized(DeltaError):
-    code = "UNAUTHORIZED"
-    http_status = 401
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="delta-upload"'}
+JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
 def hash_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-class Authenticator:
-    """Maps a presented token to a tenant, per `AUTH_MODE`."""
+class ApiKeys:
+    """The digests of API_KEYS_FILE; a bad file raises `ConfigError` at start-up."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.mode = settings.auth_mode
-        self.settings = settings
-        self._keys: list[tuple[bytes, str]] = []
-        self._jwks: Any = None
-        if self.mode == "api_key":
-            self._keys = _load_keys(settings.api_keys_file)
-        elif self.mode == "jwt":
-            if not (settings.jwt_secret or settings.jwt_jwks_file):
-                raise ConfigError("AUTH_MODE=jwt needs JWT_SECRET or JWT_JWKS_FILE")
-            if settings.jwt_jwks_file:
-                from jwt import PyJWKSet
+    def __init__(self, path: str | None) -> None:
+        self._keys = _load_keys(path)
 
-                try:
-                    self._jwks = PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text())
-                except (OSError, ValueError, Exception) as exc:
-                    raise ConfigError(f"JWT_JWKS_FILE: cannot read a JWK set ({type(exc).__name__})") from exc
-
-    def tenant(self, token: str | None) -> str:
-        if self.mode == "none":
-            return ""
-        if not token:
-            raise Unauthorized("authentication required: send a bearer token or an API key")
-        return self._by_key(token) if self.mode == "api_key" else self._by_jwt(token)
-
-    def _by_key(self, token: str) -> str:
+    def tenant(self, token: str) -> str | None:
         presented = hashlib.sha256(token.encode("utf-8")).digest()
-        found = ""
+        found = None
         for digest, tenant in self._keys:  # compare with every key: no early exit to time
             if hmac.compare_digest(presented, digest):
                 found = tenant
-        if not found:
-            raise Unauthorized("invalid API key")
         return found
 
-    def _by_jwt(self, token: str) -> str:
+
+class JwtVerifier:
+    """HS256 with JWT_SECRET, or the asymmetric keys of JWT_JWKS_FILE."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not (settings.jwt_secret or settings.jwt_jwks_file):
+            raise ConfigError("AUTH_MODE=jwt needs JWT_SECRET or JWT_JWKS_FILE")
+        self.settings = settings
+        self._jwks: Any = None
+        if settings.jwt_jwks_file:
+            from jwt import PyJWKSet
+
+            try:
+                self._jwks = PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text())
+            except (OSError, ValueError, Exception) as exc:
+                raise ConfigError(f"JWT_JWKS_FILE: cannot read a JWK set ({type(exc).__name__})") from exc
+
+    def tenant(self, token: str) -> str | None:
+        if not JWT_SHAPE.match(token):
+            return None  # not a JWT at all: perhaps a session id
         import jwt
 
         settings = self.settings
