@@ -1,6 +1,6 @@
 """functions-framework targets: one per function, plus `service` serving all on one port.
 
-    health, status, manifest, upload, upload_url, bundle_state   HTTP functions
+    health, status, manifest, upload, upload_url, bundle_state, bridge_state   HTTP functions
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
@@ -24,6 +24,7 @@ import functions_framework  # noqa: E402
 from core.context import service_context  # noqa: E402
 from core.errors import NotFound  # noqa: E402
 from functions._http import handled  # noqa: E402
+from functions.bridge_state import bridge_state as _bridge_state  # noqa: E402
 from functions.bundles import bundle_state as _bundle_state  # noqa: E402
 from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
@@ -45,6 +46,7 @@ ROUTES = {
     "/api/v1/delta/manifest": _manifest,
     "/api/v1/delta/upload-url": _upload_url,
     "/api/v1/delta/events": _bundle_events,
+    "/bridge/state": _bridge_state,
     "/metrics": _metrics,
     "/openapi.json": _openapi,
 }
@@ -74,6 +76,7 @@ manifest = functions_framework.http(_with_probes(_manifest))
 upload_url = functions_framework.http(_with_probes(_upload_url))
 bundle_state = functions_framework.http(_with_probes(_bundle_state))
 bundle_events = functions_framework.http(_with_probes(_bundle_events))
+bridge_state = functions_framework.http(_with_probes(_bridge_state))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
