@@ -1,6 +1,6 @@
 """`delta-upload`: keep a workspace in sync with the service, and look at what it indexed.
 
-    delta-upload push PATH --endpoint URL [--collection C] [--force]
+    delta-upload push PATH --endpoint URL [--collection C] [--logical-repo-id ID] [--force]
     delta-upload watch PATH --endpoint URL [--interval S]
     delta-upload status PATH --endpoint URL
     delta-upload bundle PATH -o FILE
@@ -60,11 +60,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
+    def identity(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--logical-repo-id", help="repo identity sent to the server (default: "
+                         "git:<sha1 of the git common dir> in a git repository, else fs:<sha1 of "
+                         "the folder>, as the other Context-Engine clients compute it)")
+
     def remote(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--endpoint", required=True, help="service URL, e.g. http://127.0.0.1:8002")
         sub.add_argument("--collection", help="Qdrant collection for this workspace")
         sub.add_argument("--remote-path", help="workspace path on the server (default /work/<folder>)")
         sub.add_argument("--cache-dir", type=Path, help="where the local sync record is kept")
+        identity(sub)
         sub.add_argument("--retries", type=int, default=5, help="retries of a failing request")
         sub.add_argument("--token", default=os.environ.get("DELTA_UPLOAD_TOKEN"),
                          help="API key or bearer token (default: $DELTA_UPLOAD_TOKEN)")
@@ -84,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--collection")
     bundle.add_argument("--remote-path")
     bundle.add_argument("--cache-dir", type=Path)
+    identity(bundle)
     smoke = command("smoke", "check health, status and an upload against a service", _smoke,
                     workspace=False)
     smoke.add_argument("--url", required=True)
@@ -105,7 +112,8 @@ def _client(args: argparse.Namespace, endpoint: str = "http://unused.invalid") -
     return RemoteUploadClient(
         getattr(args, "endpoint", None) or endpoint, args.path,
         collection_name=args.collection, remote_path=args.remote_path,
-        cache_dir=args.cache_dir, retries=getattr(args, "retries", 5),
+        cache_dir=args.cache_dir, logical_repo_id=args.logical_repo_id,
+        retries=getattr(args, "retries", 5),
         force=getattr(args, "force", False), progress=_interactive(args),
         token=getattr(args, "token", None),
     )

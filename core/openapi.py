@@ -175,6 +175,14 @@ def _schemas() -> Schema:
         "EventOutcomes": _object(["success", "outcomes"], success={"const": True}, outcomes={
             "type": "array", "items": _object(["key", "outcome"], key=STRING, outcome={
                 "enum": ["processed", "duplicate", "refused", "ignored"]})}),
+        "BridgeState": _object(["workspace_path", "repo_name", "active_collection", "serving_collection",
+                                "previous_collection", "indexing_status", "staging"],
+                               workspace_path=NULLABLE_STRING, repo_name=NULLABLE_STRING,
+                               active_collection=STRING, serving_collection=STRING,
+                               previous_collection=NULLABLE_STRING,
+                               indexing_status={"enum": ["idle", "indexing", "empty"]},
+                               staging={"type": ["boolean", "null"]}, workspace_key=NULLABLE_STRING,
+                               last_sequence={"type": ["integer", "null"], "minimum": 0}),
         "CloudEvent": _object(["specversion", "id", "source", "type"], specversion=STRING, id=STRING,
                               source=STRING, type=STRING, subject=STRING, data={}),
     }
@@ -272,6 +280,15 @@ def openapi_document() -> dict[str, Any]:
                 "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
             "responses": {"200": _json(_component("EventOutcomes")), **_errors(400, 405, 500, 503)}}},
         **_auth_paths(),
+        "/bridge/state": _read_only({
+            "operationId": "bridgeState", "summary": "Which collection serves a repo (the MCP bridge)",
+            "parameters": [_query("collection", STRING, description="a collection name"),
+                           _query("workspace", fields["workspace_path"],
+                                  description="a workspace path, e.g. /work/myrepo (wins over collection)"),
+                           _query("repo_name", STRING,
+                                  description="the repo's name; alone, names /work/<repo_name>")],
+            "security": secured,
+            "responses": {"200": _json(_component("BridgeState")), **_errors(400, 404), **guarded}}),
         "/openapi.json": _read_only({"operationId": "openapi", "summary": "This document",
                                      "responses": {"200": _json({"type": "object"}), **_errors(500)}}),
         "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",

@@ -7,11 +7,15 @@ The client library is imported on first use only, to keep cold starts short.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
 from typing import Any
 
 from core.config import Settings
 from core.errors import IndexUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def is_remote(url: str) -> bool:
@@ -51,7 +55,14 @@ class Serialized:
 
 
 class QdrantHandle:
-    """Opens the client once per process, on first use; shared by its threads."""
+    """Opens the client once per process, on first use; shared by its threads.
+
+    The client is closed at interpreter exit (an atexit hook, which runs before
+    modules are torn down). Left to the garbage collector, the embedded mode's
+    `QdrantClient.__del__` runs during finalisation, where its `close()` imports
+    portalocker to release the folder's lock and fails ("sys.meta_path is None"),
+    printing a traceback on every stop of `make run`.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -65,7 +76,19 @@ class QdrantHandle:
                     self._client = open_qdrant(self.settings)
                 except Exception as exc:
                     raise IndexUnavailable(f"cannot open Qdrant: {type(exc).__name__}") from exc
+                atexit.register(self.close)
             return self._client
+
+    def close(self) -> None:
+        """Close the client (releasing an embedded folder's lock); the next use reopens it."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            atexit.unregister(self.close)
+            try:
+                client.close()
+            except Exception as exc:  # noqa: BLE001 - closing is best effort, at exit above all
+                log.warning("closing Qdrant failed: %s", type(exc).__name__)
 
     def ping(self) -> None:
         try:

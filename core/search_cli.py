@@ -1,5 +1,10 @@
 """`delta-upload search`: opens Qdrant exactly as the service does (same settings).
 
+`--workspace-path` names the workspace as status and manifest do: with
+`--logical-repo-id` that identity's workspace, without it the one the path's
+latest upload with a repo identity went to (its alias record), else the path's
+own. Without `--collection`, the workspace's own collection is searched.
+
 An embedded Qdrant folder can be open in one process at a time: stop the
 service first, or point both at a Qdrant server.
 """
@@ -14,8 +19,9 @@ from core.config import ConfigError, load_settings
 from core.errors import DeltaError
 from core.indexing.indexer import Indexer
 from core.indexing.search import hybrid_search
-from core.keys import workspace_key
 from core.qdrant import QdrantHandle
+from core.storage import open_store
+from core.views import find_workspace
 
 SNIPPET_LINES = 3
 
@@ -24,9 +30,11 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         indexer = Indexer(settings, QdrantHandle(settings))
-        collection = args.collection or settings.collection_name
-        workspace = (workspace_key("", args.workspace_path, args.logical_repo_id)
-                     if args.workspace_path else None)
+        workspace, head = None, None
+        if args.workspace_path:  # the workspace status and manifest would answer for
+            workspace, head = find_workspace(open_store(settings), settings, "",
+                                             args.workspace_path, args.logical_repo_id)
+        collection = args.collection or (head.collection_name if head else settings.collection_name)
         hits = indexer.call(lambda client: hybrid_search(
             client, indexer.embedder, collection, workspace, args.query, max(1, args.limit)))
     except (ConfigError, DeltaError) as exc:

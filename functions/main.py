@@ -1,6 +1,6 @@
 """functions-framework targets: one per function, plus `service` serving all on one port.
 
-    health, status, manifest, upload, upload_url, bundle_state   HTTP functions
+    health, status, manifest, upload, upload_url, bundle_state, bridge_state   HTTP functions
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
@@ -30,6 +30,7 @@ from functions.auth import auth_login as _auth_login  # noqa: E402
 from functions.auth import auth_login_password as _auth_login_password  # noqa: E402
 from functions.auth import auth_status as _auth_status  # noqa: E402
 from functions.auth import auth_users as _auth_users  # noqa: E402
+from functions.bridge_state import bridge_state as _bridge_state  # noqa: E402
 from functions.bundles import bundle_state as _bundle_state  # noqa: E402
 from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
@@ -51,6 +52,7 @@ ROUTES = {
     "/api/v1/delta/manifest": _manifest,
     "/api/v1/delta/upload-url": _upload_url,
     "/api/v1/delta/events": _bundle_events,
+    "/bridge/state": _bridge_state,
     "/metrics": _metrics,
     "/openapi.json": _openapi,
     "/auth/status": _auth_status,
@@ -85,6 +87,7 @@ upload_url = functions_framework.http(_with_probes(_upload_url))
 bundle_state = functions_framework.http(_with_probes(_bundle_state))
 bundle_events = functions_framework.http(_with_probes(_bundle_events))
 auth = functions_framework.http(_with_probes(_auth))
+bridge_state = functions_framework.http(_with_probes(_bridge_state))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 

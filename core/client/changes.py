@@ -20,17 +20,19 @@ class Change:
 
 
 def diff(confirmed: dict[str, str], local: dict[str, FileState],
-         scope: set[str] | None = None) -> list[Change]:
+         scope: set[str] | None = None, kept: frozenset[str] | set[str] = frozenset()) -> list[Change]:
     """Changes that turn `confirmed` ({path: sha1} on the server) into `local`.
 
     A deleted and a created file with the same content become one `moved`.
-    With `scope`, only those paths are considered.
+    With `scope`, only those paths are considered. A path in `kept` is missing
+    from `local` only because the scan filtered it out (it still exists on disk):
+    it is neither deleted nor a move source, so the server keeps its copy.
     """
     def within(path: str) -> bool:
         return scope is None or path in scope
 
     created = [p for p in local if p not in confirmed and within(p)]
-    deleted = [p for p in confirmed if p not in local and within(p)]
+    deleted = [p for p in confirmed if p not in local and p not in kept and within(p)]
     updated = [p for p in local if p in confirmed and confirmed[p] != local[p].sha1 and within(p)]
     gone_by_hash: dict[str, list[str]] = defaultdict(list)
     for path in sorted(deleted):

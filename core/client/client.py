@@ -12,7 +12,6 @@ The order that makes it lose nothing:
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 
 from core.client.bundles import split, write_bundle
 from core.client.changes import Change, diff
-from core.client.scan import FileState, scan
+from core.client.identity import repo_identity
+from core.client.scan import FileState, scan, still_present
 from core.client.state import StateStore, SyncState, default_cache_dir
 from core.client.transport import Refused, Transport, TransportError
 
@@ -50,7 +50,7 @@ class RemoteUploadClient:
         *,
         remote_path: str | None = None,
         logical_repo_id: str | None = None,
-        cache_dir: Path | None = None,
+        cache_dir: str | Path | None = None,
         max_file_mb: int = 50,
         retries: int = 5,
         force: bool = False,
@@ -67,7 +67,8 @@ class RemoteUploadClient:
         self.progress = progress
         self.direct_upload_bytes = int(direct_upload_mb * MIB)
         self.transport = Transport(upload_endpoint, retries=retries, token=token)
-        self.store = StateStore(cache_dir or default_cache_dir(), upload_endpoint, self.root)
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.store = StateStore(cache, upload_endpoint, self.root)
 
     def __enter__(self) -> RemoteUploadClient:
         return self
@@ -91,6 +92,8 @@ class RemoteUploadClient:
 
     def build_bundles(self, dest_dir: Path) -> list[Path]:
         """The bundles a sync would send now, written to `dest_dir`; nothing is sent."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root} is not a folder")
         state = self.store.load() or SyncState()
         changes, _ = self._changes(state, None)
         return [write_bundle(self.root, group, dest_dir, self.remote_path, self.collection).path
@@ -99,6 +102,9 @@ class RemoteUploadClient:
     # the sync ---------------------------------------------------------------
     def _sync(self, scope: set[str] | None) -> SyncResult:
         result = SyncResult(success=False)
+        if not self.root.is_dir():  # an absent folder must never read as "every file deleted"
+            result.error = f"{self.root} is not a folder"
+            return result
         try:
             state = self.store.load()
             lost = state is None
@@ -179,7 +185,12 @@ class RemoteUploadClient:
     def _changes(self, state: SyncState, scope: set[str] | None) -> tuple[list[Change], tuple[int, int]]:
         scanned = scan(self.root, state.confirmed, self.max_file_bytes, only=scope)
         confirmed = {p: s.sha1 for p, s in state.confirmed.items()}
-        return diff(confirmed, scanned.files, scope), (scanned.skipped_binary, scanned.skipped_large)
+        # a file the server holds that is still here but now filtered out (binary, too
+        # large, ignored, in a heavy folder) is left alone on the server, never deleted
+        unseen = [p for p in confirmed if p not in scanned.files and (scope is None or p in scope)]
+        kept = still_present(self.root, unseen)
+        changes = diff(confirmed, scanned.files, scope, kept=kept)
+        return changes, (scanned.skipped_binary, scanned.skipped_large)
 
     # helpers ----------------------------------------------------------------
     def _budget(self, status: dict[str, Any] | None) -> int:
@@ -201,20 +212,3 @@ class RemoteUploadClient:
         if candidate.is_absolute():
             candidate = candidate.resolve().relative_to(self.root)
         return candidate.as_posix()
-
-
-def repo_identity(root: Path) -> str:
-    """`git:<16 hex>` of the origin remote when there is one, else of the local path."""
-    config = root / ".git" / "config"
-    origin = None
-    if config.is_file():
-        section = ""
-        for line in config.read_text(errors="replace").splitlines():
-            line = line.strip()
-            if line.startswith("["):
-                section = line
-            elif section == '[remote "origin"]' and line.startswith("url"):
-                origin = line.split("=", 1)[1].strip()
-                break
-    identity = origin or f"path:{root}"
-    return "git:" + hashlib.sha256(identity.encode()).hexdigest()[:16]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,12 @@ def scan(root: Path, cache: dict[str, FileState], max_file_bytes: int,
     return result
 
 
+def still_present(root: Path, paths: Iterable[str]) -> set[str]:
+    """Those of `paths` that still exist under `root` (as anything, links included):
+    a scan that did not report them skipped them, it did not find them gone."""
+    return {p for p in paths if os.path.lexists(root / p)}
+
+
 def _sha1_if_text(path: Path) -> str | None:
     digest = hashlib.sha1()
     with path.open("rb") as handle:
@@ -95,7 +101,8 @@ def _walk(root: Path) -> Iterator[str]:
                          and not _ignored(specs, base + d + "/"))
         for name in sorted(files):
             path = base + name
-            if os.path.islink(os.path.join(folder, name)) or _ignored(specs, path):
+            if (name in HEAVY_FOLDERS  # a worktree's or submodule's `.git` is a file
+                    or os.path.islink(os.path.join(folder, name)) or _ignored(specs, path)):
                 continue
             yield path
 

@@ -12,17 +12,21 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.bundles import BundleBuilder
 from tests.support.service import FRAMEWORK, ROOT, free_port
 
 
 def launch(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "local.serve"], cwd=ROOT,
                             env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_serves_on_embedded_defaults_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                            (signal.SIGINT, True)],
+                         ids=["SIGTERM", "SIGINT", "Ctrl-C"])
+def test_serves_on_embedded_defaults_and_stops_cleanly(tmp_path: Path, sig: int, group: bool) -> None:
+    """Ctrl-C signals the whole foreground group (gunicorn's workers too), a supervisor the process."""
     port = free_port()
     process = launch({"WORK_DIR": str(tmp_path / ".data"), "QDRANT_URL": str(tmp_path / "qdrant"),
                       "UPLOAD_SERVICE_HOST": "127.0.0.1", "UPLOAD_SERVICE_PORT": str(port)})
@@ -39,11 +43,22 @@ def test_serves_on_embedded_defaults_and_stops_cleanly(tmp_path: Path, sig: int)
         body = ready.json()
         assert body["storage_backend"] == "filesystem" and body["qdrant_mode"] == "embedded"
         assert body["checks"] == {"storage": "ok", "qdrant": "ok"}
+        bundle = BundleBuilder().created("app.py", b"def main():\n    return 42\n").build()
+        uploaded = requests.post(f"http://127.0.0.1:{port}/api/v1/delta/upload",
+                                 data={"workspace_path": "/work/stop", "force": "False"},
+                                 files={"bundle": ("b.tar.gz", bundle, "application/gzip")}, timeout=120)
+        assert uploaded.status_code == 200 and uploaded.json()["indexing"]["points_upserted"] == 1
     finally:
-        process.send_signal(sig)
+        if group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert (tmp_path / ".data").is_dir()
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+    printed = [line for line in output.splitlines() if not line.startswith("{")]  # JSON log lines
+    assert len(printed) == 1 and printed[0].startswith("delta-upload: serving on"), printed
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -85,3 +85,30 @@ def test_docstring_queries_find_their_files_and_deletes_leave_search(tmp_path: P
         assert service.stop() == 0
     hits = search(cli_env, "Returns a Basic Auth string.")
     assert "requests/auth.py" not in [h["path"] for h in hits]
+
+
+def test_search_by_path_follows_the_repo_identity_the_workspace_was_uploaded_with(
+        tmp_path: Path) -> None:
+    """Status and manifest follow a path to its latest repo identity; so does search,
+    and without --collection it searches the workspace's own collection."""
+    source = Path(requests_package.__file__).parent
+    builder = BundleBuilder(collection_name="ided")
+    builder.created("requests/auth.py", (source / "auth.py").read_bytes())
+    env = {"WORK_DIR": str(tmp_path / "storage"), "QDRANT_URL": str(tmp_path / "qdrant")}
+    service = ServiceProcess(env, tmp_path / "service.log").start()
+    try:
+        uploaded = service.upload(builder.build(), "/work/ided", logical_repo_id="git:0123456789abcdef")
+        assert uploaded.status_code == 200, uploaded.text
+        assert service.status("/work/ided").json()["last_sequence"] == 1
+    finally:
+        assert service.stop() == 0
+    done = subprocess.run([str(CLI), "search", "Returns a Basic Auth string.", "--workspace-path",
+                           "/work/ided", "--json"], env=service.env, capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "requests/auth.py" in [h["path"] for h in json.loads(done.stdout)]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    other = subprocess.run([str(CLI), "search", "Returns a Basic Auth string.", "--workspace-path",
+                            "/work/ided", "--logical-repo-id", "git:ffffffffffffffff", "--collection",
+                            "ided", "--json"], env=service.env, capture_output=True, text=True,
+                           timeout=120, check=True)
+    assert json.loads(other.stdout) == [], "another identity's workspace holds nothing"
