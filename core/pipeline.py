@@ -161,9 +161,9 @@ class Pipeline:
             self._keep(ws, bundle.bundle_id, raw, raw_sha1)
             self.faults.at("after_keep", bundle.bundle_id)
             laps.lap("keep")
-            if request.logical_repo_id:
-                self._remember_alias(request, ws)
-            return self._claim_and_apply(ws, claim, bundle, started, laps)
+            result = self._claim_and_apply(ws, claim, bundle, started, laps)
+            self._remember_alias(request, ws)
+            return result
 
     def _keep(self, ws: str, bundle_id: str, raw: Path, raw_sha1: str) -> None:
         key = raw_bundle_key(ws, bundle_id)
@@ -174,6 +174,9 @@ class Pipeline:
             raise BundleIdConflict("a different bundle was already uploaded with this bundle_id")
 
     def _remember_alias(self, request: UploadRequest, ws: str) -> None:
+        """The path's latest workspace, whatever identity it came with: written once the
+        bundle is committed (a refused bundle moves nothing), read by status, manifest,
+        search and the bridge when they are given a path alone."""
         body = json.dumps({"workspace_key": ws}).encode()
         self.store.put(alias_key(request.tenant, request.workspace_path), body)
 

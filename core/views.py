@@ -25,18 +25,22 @@ SUPPORTED_FORMATS = ["tar.gz"]
 def find_workspace(
     store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None
 ) -> tuple[str, HeadRecord | None]:
-    """The workspace key and head for a path (following the alias a repo id left)."""
+    """The workspace key and head for a path: with a repo id, that identity's; with a
+    path alone, the workspace the path's latest committed upload went to (its alias),
+    whatever identity that upload came with, else the path's own."""
     _check_path(path)
     ws = workspace_key(tenant, path, logical_repo_id)
+    if not logical_repo_id:
+        try:
+            aliased = json.loads(store.get(alias_key(tenant, path)).body)["workspace_key"]
+        except ObjectNotFound:
+            aliased = None
+        if aliased is not None:
+            head, _ = Sequences(store, aliased, settings.lease_secs).read()
+            if head is not None:
+                return aliased, head
     head, _ = Sequences(store, ws, settings.lease_secs).read()
-    if head is not None or logical_repo_id:
-        return ws, head
-    try:
-        aliased = json.loads(store.get(alias_key(tenant, path)).body)["workspace_key"]
-    except ObjectNotFound:
-        return ws, None
-    head, _ = Sequences(store, aliased, settings.lease_secs).read()
-    return (aliased, head) if head is not None else (ws, None)
+    return ws, head
 
 
 def _check_path(path: str) -> None:

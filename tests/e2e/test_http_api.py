@@ -201,6 +201,28 @@ def test_same_folder_name_from_two_repos_never_collides(
     assert service.status(workspace).json()["last_sequence"] == 1
 
 
+def test_a_path_alone_follows_its_latest_committed_upload_whatever_its_identity(
+    service: ServiceProcess, workspace: str
+) -> None:
+    """curl without a repo id, then a client with one, then curl again: status by path
+    always shows the workspace the latest committed upload went to; a refused upload
+    with another identity moves nothing."""
+    def key_by_path() -> str:
+        return str(service.status(workspace).json()["workspace_key"])
+
+    plain = service.upload(BundleBuilder().created("a", b"1").build(), workspace).json()
+    assert key_by_path() == plain["workspace_key"]
+    client = service.upload(BundleBuilder().created("a", b"2").build(), workspace,
+                            logical_repo_id="git:cccccccccccccccc").json()
+    assert client["workspace_key"] != plain["workspace_key"] and key_by_path() == client["workspace_key"]
+    again = service.upload(BundleBuilder().created("b", b"3").build(), workspace).json()
+    assert again["workspace_key"] == plain["workspace_key"] and again["sequence_number"] == 2
+    assert key_by_path() == plain["workspace_key"]
+    refused = service.upload(BundleBuilder().created("a", b"4").build(), workspace, sequence_number="9",
+                             logical_repo_id="git:cccccccccccccccc")
+    assert refused.status_code == 409 and key_by_path() == plain["workspace_key"]
+
+
 def test_unknown_endpoint_and_wrong_method(service: ServiceProcess) -> None:
     import requests
 
