@@ -11,23 +11,14 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
 from core.client import RemoteUploadClient
 from tests.e2e.test_client import CLI, Server, make_workspace
+from tests.e2e.test_client import server as server  # the same running service and proxy
 from tests.support.bundles import BundleBuilder
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
-    with running.proxy.running():
-        yield running
-    running.service.stop()
 
 
 def git(*args: str, cwd: Path) -> str:
