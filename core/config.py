@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     auth_login_window_secs: int = Field(300, ge=1, le=86_400)
     rate_limit_requests_per_min: int = Field(0, ge=0)
     rate_limit_mb_per_min: int = Field(0, ge=0)
+    event_rate_limit_per_min: int = Field(600, ge=0)  # object records per source address; 0: off
 
     max_bundle_size_mb: int = Field(100, ge=1, le=10_240)
     max_uncompressed_mb: int = Field(1024, ge=1, le=102_400)

@@ -51,6 +51,11 @@ class ServiceContext:
                            self.settings.rate_limit_mb_per_min * 1024 * 1024)
 
     @cached_property
+    def event_limiter(self) -> RateLimiter:
+        """The open events endpoint's budget: records per minute per source address."""
+        return RateLimiter(self.settings.event_rate_limit_per_min, 0)
+
+    @cached_property
     def direct(self) -> DirectUploads:
         return DirectUploads(self.settings, self.store, self.pipeline)
 

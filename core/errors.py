@@ -1,12 +1,14 @@
 """The one error tree of the service, and its mapping to HTTP.
 
     DeltaError                      code                 HTTP
-    ├── InvalidRequest              INVALID_REQUEST      400
+    ├── InvalidRequest              INVALID_REQUEST      400  (and INVALID_JSON, UNKNOWN_EVENT)
     ├── InvalidBundle               INVALID_BUNDLE       400  (and the codes below)
     │     UNSAFE_PATH, UNSAFE_MEMBER, MISSING_MEMBER, UNEXPECTED_MEMBER,
     │     DUPLICATE_MEMBER, HASH_MISMATCH, SIZE_MISMATCH
     ├── BundleTooLarge              BUNDLE_TOO_LARGE     413  (and BUNDLE_LIMIT_EXCEEDED)
-    ├── RequestTooLarge             REQUEST_TOO_LARGE    413  (a JSON body of /auth/*)
+    ├── RequestTooLarge             REQUEST_TOO_LARGE    413  (a small JSON body: /auth/*, events, upload-url)
+    │   ├── TooManyRecords          TOO_MANY_RECORDS     413  (an event request over MAX_EVENT_RECORDS)
+    │   └── FormFieldTooLarge       FORM_FIELD_TOO_LARGE 413  (a form field or part count over its cap)
     ├── Unauthorized                UNAUTHORIZED         401  (carries WWW-Authenticate)
     ├── Forbidden                   FORBIDDEN            403
     ├── NotFound                    NOT_FOUND            404
@@ -75,6 +77,18 @@ class RequestTooLarge(DeltaError):
 
     code = "REQUEST_TOO_LARGE"
     http_status = 413
+
+
+class TooManyRecords(RequestTooLarge):
+    """An event request naming more objects than one request may; none of them is processed."""
+
+    code = "TOO_MANY_RECORDS"
+
+
+class FormFieldTooLarge(RequestTooLarge):
+    """A form's text field over Werkzeug's in-memory cap, or too many parts: not the bundle."""
+
+    code = "FORM_FIELD_TOO_LARGE"
 
 
 class Unauthorized(DeltaError):

@@ -9,7 +9,9 @@
     Eventarc (Cloud Storage)             CloudEvent google.cloud.storage.object.v1.*  raw ("name")
                                          data {bucket, name, size: "123"}
 
-Each becomes an `ObjectEvent`; anything else is an `UnknownEvent` error.
+Each becomes an `ObjectEvent`; anything else is an `UnknownEvent` error, whose
+message never echoes the event. One request names at most MAX_EVENT_RECORDS
+objects (RGW and S3 send one a request); more is `TooManyRecords`, none processed.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, TooManyRecords
 
+MAX_EVENT_RECORDS = 100
 EventKind = Literal["created", "removed", "other"]
 
 
@@ -91,6 +94,9 @@ def from_record(record: S3Record) -> ObjectEvent:
 
 def from_notification(payload: Any) -> list[ObjectEvent]:
     """Plain JSON as RGW and AWS S3 post it."""
+    records = payload.get("Records") if isinstance(payload, dict) else None
+    if isinstance(records, list) and len(records) > MAX_EVENT_RECORDS:
+        raise TooManyRecords(f"an event request may name at most {MAX_EVENT_RECORDS} objects")
     try:
         notification = S3Notification.model_validate(payload)
     except ValidationError:
@@ -114,5 +120,5 @@ def from_cloud_event(event_type: Any, subject: Any, data: Any) -> list[ObjectEve
         if isinstance(data, dict) and "Records" in data:
             return from_notification(data)
     except ValidationError:
-        raise UnknownEvent(f"a {event_type} event without the object it names") from None
-    raise UnknownEvent(f"events of type {event_type!r} are not handled")
+        raise UnknownEvent("an object event without the object it names") from None
+    raise UnknownEvent("events of this type are not handled")

@@ -1,7 +1,7 @@
 """Every object key of the storage layout is built here (docs/storage-layout.md).
 
     <prefix>/bundles/<ws>/<bundle_id>.tar.gz      raw bundles, write-once
-    <prefix>/incoming/<ws>/<bundle_id>.tar.gz     presigned direct uploads
+    <prefix>/incoming/<ws>/<bundle_id>/<token>.tar.gz presigned direct uploads (token: the intent's)
     <prefix>/workspaces/<ws>/head.json            sequence record (CAS)
     <prefix>/workspaces/<ws>/journal/<seq>.json   one entry per applied bundle
     <prefix>/workspaces/<ws>/results/<id>.json    outcome of a bundle, by bundle id
@@ -25,7 +25,9 @@ import hashlib
 import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # test with fullmatch: `$` allows "\n"
+WORKSPACE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,47}-[0-9a-f]{16}")  # what workspace_key builds
+UPLOAD_TOKEN = re.compile(r"[0-9a-f]{32}")  # an intent's secret: 128 random bits, as hex
 
 
 def _digest(*parts: str) -> str:
@@ -58,17 +60,21 @@ def raw_bundle_key(ws: str, bundle_id: str) -> str:
     return f"bundles/{ws}/{bundle_id}.tar.gz"
 
 
-def incoming_key(ws: str, bundle_id: str) -> str:
-    return f"incoming/{ws}/{bundle_id}.tar.gz"
+def incoming_key(ws: str, bundle_id: str, token: str) -> str:
+    """Where a presigned PUT lands: the intent's random token makes the key unguessable."""
+    return f"incoming/{ws}/{bundle_id}/{token}.tar.gz"
 
 
-def parse_incoming_key(key: str) -> tuple[str, str] | None:
-    """(ws, bundle_id) of an `incoming/<ws>/<bundle_id>.tar.gz` key, else None."""
+def parse_incoming_key(key: str) -> tuple[str, str, str] | None:
+    """(ws, bundle_id, token) of an `incoming/<ws>/<bundle_id>/<token>.tar.gz` key, else
+    None: exactly four segments, each matching its pattern in full (no `..`, no empties)."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "incoming" or not parts[2].endswith(".tar.gz"):
+    if len(parts) != 4 or parts[0] != "incoming" or not parts[3].endswith(".tar.gz"):
         return None
-    bundle_id = parts[2].removesuffix(".tar.gz")
-    return (parts[1], bundle_id) if BUNDLE_ID.match(bundle_id) and parts[1] else None
+    ws, bundle_id, token = parts[1], parts[2], parts[3].removesuffix(".tar.gz")
+    if WORKSPACE_KEY.fullmatch(ws) and BUNDLE_ID.fullmatch(bundle_id) and UPLOAD_TOKEN.fullmatch(token):
+        return ws, bundle_id, token
+    return None
 
 
 def intent_key(ws: str, bundle_id: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,9 +17,12 @@ from pydantic import (
     field_validator,
 )
 
+from core.errors import InvalidRequest
+
 SHA1_REF = re.compile(r"^sha1:[0-9a-f]{40}$")
 OperationKind = Literal["created", "updated", "deleted", "moved"]
 OPERATION_KINDS: tuple[OperationKind, ...] = ("created", "updated", "deleted", "moved")
+MAX_JSON_DEPTH = 32  # request bodies (upload-url, events) nest a few levels; deeper is refused
 
 
 class _Wire(BaseModel):
@@ -126,6 +130,37 @@ class UploadRequest(BaseModel):
         if value is not None and "\x00" in value:
             raise ValueError("must not contain NUL")
         return value
+
+
+class UploadIntent(BaseModel):
+    """What an upload-url call announced (workspaces/<ws>/intents/<id>.json): the
+    upload's fields, the random token of its incoming key, and the time after which
+    no event may act on it any more (the URL's expiry plus a grace for late events)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: UploadRequest
+    token: str = Field(pattern=r"^[0-9a-f]{32}$")  # pydantic's (Rust) regex: `$` is the very end
+    issued_at: float
+    expires_at: float
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """A request body as JSON nesting at most MAX_JSON_DEPTH levels, else 400 INVALID_JSON
+    (the parser's RecursionError included); the message names no content."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidRequest(f"{what} is not JSON (nesting at most {MAX_JSON_DEPTH} levels)",
+                             code="INVALID_JSON") from None
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequest(f"{what} nests deeper than {MAX_JSON_DEPTH} levels", code="INVALID_JSON")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return value
 
 
 class UploadUrlBody(_Wire):

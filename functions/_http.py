@@ -13,7 +13,14 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from core import metrics
 from core.context import service_context
-from core.errors import BundleTooLarge, InvalidRequest, MethodNotAllowed, RequestTooLarge, error_response
+from core.errors import (
+    BundleTooLarge,
+    FormFieldTooLarge,
+    InvalidRequest,
+    MethodNotAllowed,
+    RequestTooLarge,
+    error_response,
+)
 from core.logs import bound, trace_fields
 
 log = logging.getLogger("functions")
@@ -45,7 +52,7 @@ def handled(fn: Handler) -> Handler:
             except RequestTooLarge as exc:
                 response = _unread_body_error(exc)
             except RequestEntityTooLarge:
-                response = _unread_body_error(BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB"))
+                response = _unread_body_error(_too_large(request))
             except HTTPException as exc:
                 response = _error(InvalidRequest(f"malformed request: {exc.name}"))
             except Exception as exc:  # noqa: BLE001 - mapped to a 5xx envelope below
@@ -78,6 +85,16 @@ def _log_request(request: flask.Request, response: flask.Response, seconds: floa
             "latency": f"{seconds:.3f}s",
         },
     })
+
+
+def _too_large(request: flask.Request) -> RequestTooLarge | BundleTooLarge:
+    """Werkzeug says 413 both for a body over `max_content_length` (the bundle's cap, set
+    by the upload handler) and for a form over its own caps: tell them apart."""
+    limit, length = request.max_content_length, request.content_length
+    if limit is not None and (length is None or length > limit):
+        return BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB")
+    return FormFieldTooLarge(f"a form text field exceeds {(request.max_form_memory_size or 0) // 1000} kB, "
+                             f"or the form has over {request.max_form_parts} parts")
 
 
 def _unread_body_error(exc: BaseException) -> flask.Response:
