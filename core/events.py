@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidRequest, TooManyRecords
 
@@ -65,7 +65,7 @@ class S3Record(_Loose):
 
 
 class S3Notification(_Loose):
-    Records: list[S3Record]  # noqa: N815
+    Records: list[S3Record] = Field(max_length=MAX_EVENT_RECORDS)  # noqa: N815
 
 
 class StorageObjectData(_Loose):

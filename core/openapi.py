@@ -26,13 +26,14 @@ REF = "#/components/schemas/{model}"
 CODES: dict[int, list[str]] = {
     400: ["INVALID_REQUEST", "INVALID_BUNDLE", "UNSAFE_PATH", "UNSAFE_MEMBER", "MISSING_MEMBER",
           "UNEXPECTED_MEMBER", "DUPLICATE_MEMBER", "HASH_MISMATCH",
-          "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "NO_UPLOAD_INTENT", "UNKNOWN_EVENT"],
+          "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "INVALID_JSON", "UNKNOWN_EVENT"],
     401: ["UNAUTHORIZED"],
     403: ["FORBIDDEN"],
     404: ["NOT_FOUND", "AUTH_DISABLED"],
     405: ["METHOD_NOT_ALLOWED"],
     409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS"],
-    413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE"],
+    413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE", "TOO_MANY_RECORDS",
+          "FORM_FIELD_TOO_LARGE"],
     429: ["RATE_LIMITED", "LOGIN_RATE_LIMITED"],
     500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
     501: ["DIRECT_UPLOAD_UNAVAILABLE"],
@@ -135,7 +136,7 @@ def _schemas() -> Schema:
                           supported_formats={"type": "array", "items": STRING}, storage_backend=STRING)
     pending = {"anyOf": [{"type": "null"}, _object(["bundle_id", "sequence"], bundle_id=STRING,
                                                    sequence=COUNT, lease_expires_in_s={"type": "number"})]}
-    states = ["awaiting_upload", "uploaded", "processing", "committed", "refused"]
+    states = ["awaiting_upload", "uploaded", "processing", "committed", "refused", "expired"]
     answers = {
         "Health": _object(["status", "timestamp", "version", "qdrant_url", "work_dir"],
                           status={"enum": ["healthy", "ready", "unavailable"]}, timestamp=STRING,
@@ -264,7 +265,7 @@ def openapi_document() -> dict[str, Any]:
                 "application/json": {"schema": upload_url_json},
                 "application/x-www-form-urlencoded": {"schema": upload_url_form}}},
             "responses": {"200": {**_json(_component("UploadUrl")), "links": to_state},
-                          **_errors(400, 501), **guarded}}},
+                          **_errors(400, 413, 501), **guarded}}},
         "/api/v1/delta/bundles/{bundle_id}": _read_only({
             "operationId": "bundleState", "summary": "Where one bundle stands",
             "parameters": [{"name": "bundle_id", "in": "path", "required": True,
@@ -278,7 +279,8 @@ def openapi_document() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _component("S3Notification")},
                 "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
-            "responses": {"200": _json(_component("EventOutcomes")), **_errors(400, 405, 500, 503)}}},
+            "responses": {"200": _json(_component("EventOutcomes")),
+                          **_errors(400, 405, 413, 429, 500, 503)}}},
         **_auth_paths(),
         "/bridge/state": _read_only({
             "operationId": "bridgeState", "summary": "Which collection serves a repo (the MCP bridge)",
