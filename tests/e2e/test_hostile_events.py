@@ -88,7 +88,8 @@ def test_an_unannounced_key_in_a_victims_workspace_changes_nothing(stack: Stack)
 
 
 @pytest.mark.parametrize("tail", [
-    "../refused/{id}.tar.gz", "{ws}/../../workspaces/{ws}/refused/{id}.tar.gz", "{ws}/{id}/../x.tar.gz",
+    "../{id}.tar.gz", "../refused/{id}.tar.gz",
+    "{ws}/../../workspaces/{ws}/refused/{id}.tar.gz", "{ws}/{id}/../x.tar.gz",
     "{ws}//{id}.tar.gz", "/{ws}/{id}.tar.gz", "{ws}/{id}/{token}/extra.tar.gz", "{ws}/./{id}.tar.gz",
     "..%2F{ws}/{id}.tar.gz", "{ws}\n/{id}/{token}.tar.gz", "{ws}/{id}\n/{token}.tar.gz",
     "{ws}/{id}/{token}.tar.gz\n", "{ws}/.../{token}.tar.gz", "x-0123456789abcdeg/{id}/{token}.tar.gz",
