@@ -55,6 +55,13 @@ class RateLimiter:
         with self._lock:
             self._take(key, kind, amount)
 
+    def check(self, key: str, kind: str) -> None:
+        """Raise RateLimited when `key` has not one unit of the `kind` budget left."""
+        with self._lock:
+            limit = self.limits[kind]
+            if limit > 0 and self._refilled(key, kind, limit).tokens < 1:
+                raise RateLimited(f"{kind} per minute limit reached", retry_after_s=max(1, 60 // limit))
+
     def _take(self, key: str, kind: str, amount: int) -> None:
         limit = self.limits[kind]
         if limit <= 0 or amount <= 0:

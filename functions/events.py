@@ -23,7 +23,7 @@ from cloudevents.http import from_http
 from core.context import service_context
 from core.errors import InvalidRequest
 from core.events import ObjectEvent, UnknownEvent, from_cloud_event, from_notification
-from functions._http import handled, json_response, require_method
+from functions._http import handled, json_response, open_endpoint, require_method, small_body
 
 log = logging.getLogger("functions")
 
@@ -41,7 +41,8 @@ def on_bundle_uploaded(cloud_event: Any) -> None:
 @handled
 def bundle_events(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
-    body = request.get_data()
+    open_endpoint(request)
+    body = small_body(request, service_context().settings.events_max_body_kb * 1024)
     is_cloud_event = request.headers.get("ce-type") is not None or (
         request.mimetype == "application/cloudevents+json")
     if is_cloud_event:

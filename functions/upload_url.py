@@ -6,18 +6,31 @@ optional `bundle_id`.
 
 from __future__ import annotations
 
+import json
+
 import flask
 
 from core.context import service_context
 from core.direct import json_fields
-from functions._http import caller, handled, json_response, require_method
+from functions._http import caller, handled, header_token, json_response, require_method, small_body
 from functions.upload import parse_fields
 
 
 @handled
 def upload_url(request: flask.Request) -> flask.Response:
+    """A credential in a header is checked before the body is read; the body (JSON or
+    form) is at most JSON_MAX_BODY_KB either way."""
     require_method(request, "POST")
-    fields = json_fields(request.get_json(silent=True)) if request.is_json else request.form
-    tenant = caller(request, fields.get("session") if request.is_json else None)
+    limit = service_context().settings.json_max_body_kb * 1024
+    tenant = caller(request) if header_token(request) else None
+    request.max_content_length = limit
+    if request.is_json:
+        try:
+            fields = json_fields(json.loads(small_body(request, limit) or b"null"))
+        except ValueError:
+            fields = json_fields(None)
+    else:
+        fields = request.form
+    tenant = tenant or caller(request, fields.get("session"))
     answer = service_context().direct.presign(parse_fields(fields, tenant), fields.get("bundle_id") or None)
     return json_response(200, answer)
