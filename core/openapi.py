@@ -139,8 +139,10 @@ def _schemas() -> Schema:
     answers = {
         "Health": _object(["status", "timestamp", "version", "qdrant_url", "work_dir"],
                           status={"enum": ["healthy", "ready", "unavailable"]}, timestamp=STRING,
-                          version=STRING, qdrant_url=STRING, qdrant_mode={"enum": ["server", "embedded"]},
-                          work_dir=STRING, storage_backend=STRING, storage_url=STRING,
+                          version=STRING, qdrant_url={"enum": ["server", "embedded"]},
+                          qdrant_mode={"enum": ["server", "embedded"]},
+                          work_dir={"enum": ["filesystem", "s3"]},
+                          storage_backend={"enum": ["filesystem", "s3"]},
                           checks={"type": "object", "additionalProperties": STRING}),
         "Status": _object(["workspace_path", "workspace_key", "collection_name", "last_sequence", "status",
                            "server_info"],
@@ -264,7 +266,7 @@ def openapi_document() -> dict[str, Any]:
                 "application/json": {"schema": upload_url_json},
                 "application/x-www-form-urlencoded": {"schema": upload_url_form}}},
             "responses": {"200": {**_json(_component("UploadUrl")), "links": to_state},
-                          **_errors(400, 501), **guarded}}},
+                          **_errors(400, 413, 501), **guarded}}},
         "/api/v1/delta/bundles/{bundle_id}": _read_only({
             "operationId": "bundleState", "summary": "Where one bundle stands",
             "parameters": [{"name": "bundle_id", "in": "path", "required": True,
@@ -278,7 +280,8 @@ def openapi_document() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _component("S3Notification")},
                 "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
-            "responses": {"200": _json(_component("EventOutcomes")), **_errors(400, 405, 500, 503)}}},
+            "responses": {"200": _json(_component("EventOutcomes")),
+                          **_errors(400, 405, 413, 429, 500, 503)}}},
         **_auth_paths(),
         "/bridge/state": _read_only({
             "operationId": "bridgeState", "summary": "Which collection serves a repo (the MCP bridge)",
@@ -290,11 +293,12 @@ def openapi_document() -> dict[str, Any]:
             "security": secured,
             "responses": {"200": _json(_component("BridgeState")), **_errors(400, 404), **guarded}}),
         "/openapi.json": _read_only({"operationId": "openapi", "summary": "This document",
-                                     "responses": {"200": _json({"type": "object"}), **_errors(500)}}),
+                                     "responses": {"200": _json({"type": "object"}), **_errors(429, 500)}}),
         "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",
+                                "security": secured,
                                 "responses": {"200": {"description": "text exposition format",
                                                       "content": {"text/plain": {"schema": STRING}}},
-                                              **_errors(500)}}),
+                                              **_errors(401, 429, 500)}}),
     }
     return {
         "openapi": "3.1.0",
