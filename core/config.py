@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     rate_limit_requests_per_min: int = Field(0, ge=0)
     rate_limit_mb_per_min: int = Field(0, ge=0)
     event_rate_limit_per_min: int = Field(600, ge=0)  # object records per source address; 0: off
+    rate_limit_auth_failures_per_min: int = Field(30, ge=0)  # per client address; 0: off
+    rate_limit_open_per_min: int = Field(1200, ge=0)  # events, metrics, openapi, per address
+
+    # HTTP hardening (README "Security"): gunicorn's parser limits and read deadlines
+    limit_request_line: int = Field(8190, ge=256, le=65_536)
+    limit_request_fields: int = Field(100, ge=10, le=32_768)
+    limit_request_field_size: int = Field(8190, ge=256, le=65_536)
+    request_head_timeout_secs: float = Field(10.0, gt=0, le=3600)
+    request_body_timeout_secs: float = Field(10.0, gt=0, le=3600)
+    request_body_min_rate_kb: int = Field(16, ge=1, le=1_048_576)  # KiB/s once the grace is spent
+    events_max_body_kb: int = Field(256, ge=1, le=65_536)  # 100 records of RGW's size, with room
+    json_max_body_kb: int = Field(64, ge=1, le=65_536)
 
     max_bundle_size_mb: int = Field(100, ge=1, le=10_240)
     max_uncompressed_mb: int = Field(1024, ge=1, le=102_400)

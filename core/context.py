@@ -48,7 +48,9 @@ class ServiceContext:
     @cached_property
     def limiter(self) -> RateLimiter:
         return RateLimiter(self.settings.rate_limit_requests_per_min,
-                           self.settings.rate_limit_mb_per_min * 1024 * 1024)
+                           self.settings.rate_limit_mb_per_min * 1024 * 1024,
+                           self.settings.rate_limit_auth_failures_per_min,
+                           self.settings.rate_limit_open_per_min)
 
     @cached_property
     def event_limiter(self) -> RateLimiter:

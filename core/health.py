@@ -1,4 +1,14 @@
-"""Liveness and readiness answers."""
+"""Liveness and readiness answers, for anyone: they reveal no configuration.
+
+wire-format.md has clients expect `status`, `timestamp`, `version`, `qdrant_url`
+and `work_dir`; the last two are kept as words, never the configured values
+(which may carry credentials, e.g. `http://user:password@qdrant:6333`):
+
+    qdrant_url   "server" or "embedded" (as `qdrant_mode`)
+    work_dir     "filesystem" or "s3" (as `storage_backend`)
+
+A failing readiness check names the failing part and the error's code, never its message.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +26,15 @@ def health(
     settings: Settings, store: ObjectStore, qdrant: QdrantHandle, ready: bool
 ) -> tuple[int, dict[str, Any]]:
     """Liveness always; with `ready`, also whether storage and Qdrant answer (503 if not)."""
+    mode = "server" if is_remote(settings.qdrant_url) else "embedded"
     body: dict[str, Any] = {
         "status": "healthy",
         "timestamp": datetime.now(UTC).isoformat(),
         "version": __version__,
-        "qdrant_url": settings.qdrant_url,
-        "qdrant_mode": "server" if is_remote(settings.qdrant_url) else "embedded",
-        "work_dir": settings.work_dir,
+        "qdrant_url": mode,
+        "qdrant_mode": mode,
+        "work_dir": store.kind,
         "storage_backend": store.kind,
-        "storage_url": store.describe(),
     }
     if not ready:
         return 200, body
@@ -40,7 +50,7 @@ def _check(probe: Any) -> str:
     try:
         probe()
     except DeltaError as exc:
-        return f"error: {exc.message}"
+        return f"error: {exc.code}"
     except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
         return f"error: {type(exc).__name__}"
     return "ok"

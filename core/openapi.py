@@ -140,8 +140,10 @@ def _schemas() -> Schema:
     answers = {
         "Health": _object(["status", "timestamp", "version", "qdrant_url", "work_dir"],
                           status={"enum": ["healthy", "ready", "unavailable"]}, timestamp=STRING,
-                          version=STRING, qdrant_url=STRING, qdrant_mode={"enum": ["server", "embedded"]},
-                          work_dir=STRING, storage_backend=STRING, storage_url=STRING,
+                          version=STRING, qdrant_url={"enum": ["server", "embedded"]},
+                          qdrant_mode={"enum": ["server", "embedded"]},
+                          work_dir={"enum": ["filesystem", "s3"]},
+                          storage_backend={"enum": ["filesystem", "s3"]},
                           checks={"type": "object", "additionalProperties": STRING}),
         "Status": _object(["workspace_path", "workspace_key", "collection_name", "last_sequence", "status",
                            "server_info"],
@@ -292,11 +294,12 @@ def openapi_document() -> dict[str, Any]:
             "security": secured,
             "responses": {"200": _json(_component("BridgeState")), **_errors(400, 404), **guarded}}),
         "/openapi.json": _read_only({"operationId": "openapi", "summary": "This document",
-                                     "responses": {"200": _json({"type": "object"}), **_errors(500)}}),
+                                     "responses": {"200": _json({"type": "object"}), **_errors(429, 500)}}),
         "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",
+                                "security": secured,
                                 "responses": {"200": {"description": "text exposition format",
                                                       "content": {"text/plain": {"schema": STRING}}},
-                                              **_errors(500)}}),
+                                              **_errors(401, 429, 500)}}),
     }
     return {
         "openapi": "3.1.0",

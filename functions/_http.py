@@ -19,9 +19,11 @@ from core.errors import (
     InvalidRequest,
     MethodNotAllowed,
     RequestTooLarge,
+    Unauthorized,
     error_response,
 )
 from core.logs import bound, trace_fields
+from functions._body import count_body, unread_body
 
 log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
@@ -48,15 +50,16 @@ def handled(fn: Handler) -> Handler:
                              request.headers.get("X-Cloud-Trace-Context"), project)
         with bound(**trace):
             try:
+                count_body(request)  # before anything reads it: RATE_LIMIT_MB_PER_MIN counts real bytes
                 response = fn(request)
-            except RequestTooLarge as exc:
-                response = _unread_body_error(exc)
             except RequestEntityTooLarge:
-                response = _unread_body_error(_too_large(request))
+                response = _error(_too_large(request))
             except HTTPException as exc:
                 response = _error(InvalidRequest(f"malformed request: {exc.name}"))
             except Exception as exc:  # noqa: BLE001 - mapped to a 5xx envelope below
                 response = _error(exc)
+            if unread_body(request):
+                response = _closing(response)
             _log_request(request, response, time.monotonic() - started)
         return response
 
@@ -97,34 +100,59 @@ def _too_large(request: flask.Request) -> RequestTooLarge | BundleTooLarge:
                              f"or the form has over {request.max_form_parts} parts")
 
 
-def _unread_body_error(exc: BaseException) -> flask.Response:
-    """An error answered without reading the rest of the body: functions-framework
-    drains the request after non-streamed responses, which would hit the size
-    limit again, so the answer is streamed and the connection closed."""
-    status, body, headers = error_response(exc)
-    payload = flask.json.dumps(body).encode()
-    return flask.Response(iter([payload]), status=status, mimetype="application/json",
-                          headers={**headers, "Connection": "close"})
+def _closing(response: flask.Response) -> flask.Response:
+    """An answer sent without reading the rest of the body: functions-framework reads
+    the whole body after every non-streamed response (`read_request`), so the answer
+    is streamed, and the connection closed (where the next request starts is unknown)."""
+    payload = response.get_data()
+    response.response = iter([payload])
+    response.headers["Connection"] = "close"
+    return response
 
 
-def presented_token(request: flask.Request, session: str | None = None) -> str | None:
-    """The credential a request carries, if any: an API key, JWT or session id, from
-    `Authorization: Bearer`, `X-API-Key`, or the existing clients' `session` field
-    (query, `session` as the handler read it from a JSON body, or the form)."""
+def header_token(request: flask.Request) -> str | None:
+    """A credential the request carries outside its body: `Authorization: Bearer`,
+    `X-API-Key` or `?session=` (checked before any body is read)."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    token = token or request.headers.get("X-API-Key") or request.args.get("session") or session
-    if not token and request.method == "POST" and service_context().authenticator.enabled:
+    return token or request.headers.get("X-API-Key") or request.args.get("session") or None
+
+
+def presented_token(request: flask.Request, session: str | None = None, form: bool = True) -> str | None:
+    """The credential a request carries, if any: an API key, JWT or session id, from
+    `Authorization: Bearer`, `X-API-Key`, or the existing clients' `session` field
+    (query, `session` as the handler read it from its body, or, with `form`, the form)."""
+    token = header_token(request) or session
+    if not token and form and request.method == "POST" and service_context().authenticator.enabled:
         token = request.form.get("session")
     return token or None
 
 
-def caller(request: flask.Request, session: str | None = None) -> str:
-    """The caller's tenant (AUTH_MODE), charged one request against its rate limit."""
+def client_address(request: flask.Request) -> str:
+    return "address:" + (request.remote_addr or "-")
+
+
+def caller(request: flask.Request, session: str | None = None, form: bool = True) -> str:
+    """The caller's tenant (AUTH_MODE), charged one request against its rate limit and
+    every body byte read (`functions._body`). A failed authentication is charged to the
+    client's address (RATE_LIMIT_AUTH_FAILURES_PER_MIN); past that budget, 429 before
+    any credential is checked."""
     context = service_context()
-    tenant = context.authenticator.tenant(presented_token(request, session))
-    context.limiter.charge(tenant, requests=1, size=request.content_length or 0)
+    if context.authenticator.enabled:
+        context.limiter.check(client_address(request), "failures")
+    try:
+        tenant = context.authenticator.tenant(presented_token(request, session, form))
+    except Unauthorized:
+        context.limiter.charge_kind(client_address(request), "failures")
+        raise
+    context.limiter.charge(tenant, requests=1)
+    count_body(request).charge_to(lambda size: context.limiter.charge(tenant, size=size))
     return tenant
+
+
+def open_endpoint(request: flask.Request) -> None:
+    """An endpoint anyone may call: charged to the client's address (RATE_LIMIT_OPEN_PER_MIN)."""
+    service_context().limiter.charge_kind(client_address(request), "open")
 
 
 def small_body(request: flask.Request, limit: int = SMALL_BODY) -> bytes:

@@ -6,7 +6,7 @@ the router at POST /api/v1/delta/events) takes plain S3-record JSON and
 CloudEvents in binary and structured mode alike. Both answer 2xx once every
 bundle is processed, permanently refused or ignored (no upload URL announced
 its key); a transient failure is an error (5xx), so the platform delivers the
-event again. The HTTP target is open, so it is bounded: EVENT_BODY_LIMIT bytes,
+event again. The HTTP target is open, so it is bounded: EVENTS_MAX_BODY_KB,
 MAX_EVENT_RECORDS objects, EVENT_RATE_LIMIT_PER_MIN objects a minute per source
 address. An event that is not an object-created one answers 400 there; the
 CloudEvent target acknowledges it with a warning, since a platform redelivers
@@ -25,10 +25,9 @@ from core.context import service_context
 from core.errors import TooManyRecords
 from core.events import ObjectEvent, UnknownEvent, from_cloud_event, from_notification
 from core.models import parse_json
-from functions._http import handled, json_response, require_method, small_body
+from functions._http import handled, json_response, open_endpoint, require_method, small_body
 
 log = logging.getLogger("functions")
-EVENT_BODY_LIMIT = 256 * 1024  # MAX_EVENT_RECORDS records of RGW's size, with room to spare
 
 
 def on_bundle_uploaded(cloud_event: Any) -> None:
@@ -44,9 +43,10 @@ def on_bundle_uploaded(cloud_event: Any) -> None:
 @handled
 def bundle_events(request: flask.Request) -> flask.Response:
     require_method(request, "POST")
+    open_endpoint(request)
     limiter, source = service_context().event_limiter, f"addr:{request.remote_addr or 'unknown'}"
     limiter.charge(source, requests=1)
-    body = small_body(request, EVENT_BODY_LIMIT)
+    body = small_body(request, service_context().settings.events_max_body_kb * 1024)
     payload = parse_json(body or b"null", "the event body")
     if request.headers.get("ce-type") is not None or request.mimetype == "application/cloudevents+json":
         try:

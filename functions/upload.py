@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import flask
@@ -11,27 +12,38 @@ from core.context import service_context
 from core.errors import DeltaError, InvalidRequest
 from core.models import UploadRequest, invalid_fields
 from core.pipeline import report_refusal
-from functions._http import caller, handled, json_response, positive_int, require_method
+from functions._http import caller, handled, header_token, json_response, positive_int, require_method
+from functions._multipart import read_upload_form
 
-FORM_OVERHEAD = 1024 * 1024
 TRUE = {"true", "1", "yes", "y", "on"}
 FALSE = {"false", "0", "no", "n", "off", ""}
 
 
 @handled
 def upload(request: flask.Request) -> flask.Response:
+    """A credential in a header is checked before the body is read; one in the
+    `session` field as soon as that field has arrived (`functions._multipart`)."""
     require_method(request, "POST")
     context = service_context()
-    request.max_content_length = context.settings.max_bundle_bytes + FORM_OVERHEAD
-    tenant = caller(request)
-    bundle = request.files.get("bundle")
-    if bundle is None:
-        raise InvalidRequest("the multipart field 'bundle' (the .tar.gz file) is required")
-    try:
-        result = context.pipeline.upload(parse_fields(request.form, tenant), bundle.stream)
-    except DeltaError as exc:
-        report_refusal(exc)
-        raise
+    tenant = caller(request) if header_token(request) or not context.authenticator.enabled else None
+
+    def on_session(session: str) -> None:
+        nonlocal tenant
+        tenant = tenant or caller(request, session, form=False)
+
+    form = read_upload_form(request, context.settings.max_bundle_bytes, str(context.store.scratch_dir),
+                            on_session)
+    with contextlib.ExitStack() as stack:
+        if form.bundle is not None:
+            stack.enter_context(form.bundle)
+        tenant = tenant if tenant is not None else caller(request, form=False)
+        if form.bundle is None:
+            raise InvalidRequest("the multipart field 'bundle' (the .tar.gz file) is required")
+        try:
+            result = context.pipeline.upload(parse_fields(form.fields, tenant), form.bundle)
+        except DeltaError as exc:
+            report_refusal(exc)
+            raise
     return json_response(200, result.model_dump(mode="json"))
 
 

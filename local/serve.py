@@ -1,6 +1,7 @@
 """`make run`: check the settings, then serve every function on one port.
 
-Runs functions-framework (gunicorn) in the foreground with the router target
+Runs functions-framework (gunicorn, through `functions.serve`, which adds the
+HTTP limits) in the foreground with the router target
 `service`; SIGTERM and SIGINT stop it cleanly. A bad setting, or an embedding
 model that cannot be loaded, stops start-up here with a message that names the
 variable.
@@ -32,11 +33,11 @@ def main() -> None:
         file=sys.stderr,
         flush=True,
     )
-    binary = Path(sys.executable).with_name("functions-framework")
+    # functions.serve: functions-framework's gunicorn with the HTTP limits (README "Security")
     os.execv(
-        binary,
+        sys.executable,
         [
-            str(binary),
+            sys.executable, "-m", "functions.serve",
             "--source", str(ROOT / "functions" / "main.py"),
             "--target", "service",
             "--host", settings.upload_service_host,

@@ -35,7 +35,8 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
-        command = [str(FRAMEWORK), "--source", str(ROOT / "functions" / "main.py"),
+        # the launcher `make run` and the image use: functions-framework plus the HTTP limits
+        command = [sys.executable, "-m", "functions.serve", "--source", str(ROOT / "functions" / "main.py"),
                    "--target", self.target, "--host", "127.0.0.1", "--port", str(self.port)]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=self._log,

@@ -675,11 +675,12 @@ def check_dockerfile(infra: Infra) -> list[str]:
                 problems.append(f"Dockerfile: COPY {src} is excluded by Dockerfile.dockerignore")
     commands = [rest for word, rest in final_stage(infra) if word in {"CMD", "ENTRYPOINT"}]
     argv = json.loads(commands[-1]) if commands and commands[-1].startswith("[") else []
-    if not argv or argv[0] != "functions-framework":
-        problems.append("Dockerfile: CMD is not functions-framework in exec form")
+    launcher = argv[:3] == ["python", "-m", "functions.serve"]  # functions-framework + HTTP limits
+    if not argv or not (launcher or argv[0] == "functions-framework"):
+        problems.append("Dockerfile: CMD is neither `python -m functions.serve` nor functions-framework")
     elif any("$" in a for a in argv) or {"--target", "--port"} & set(argv):
         problems.append("Dockerfile: CMD must take target and port from FUNCTION_TARGET/PORT")
-    elif "--source" not in argv or not (ROOT / argv[argv.index("--source") + 1]).is_file():
+    elif not launcher and ("--source" not in argv or not (ROOT / argv[argv.index("--source") + 1]).is_file()):
         problems.append("Dockerfile: CMD --source is not a file of the repository")
     return problems
 
