@@ -90,11 +90,14 @@ def _log_request(request: flask.Request, response: flask.Response, seconds: floa
     })
 
 
-def _too_large(request: flask.Request) -> RequestTooLarge | BundleTooLarge:
+def _too_large(request: flask.Request) -> RequestTooLarge | BundleTooLarge | FormFieldTooLarge:
     """Werkzeug says 413 both for a body over `max_content_length` (the bundle's cap, set
-    by the upload handler) and for a form over its own caps: tell them apart."""
+    by the upload handler, or a small one, set by upload-url) and for a form over its
+    own caps: tell them apart, so the message names the limit that was hit."""
     limit, length = request.max_content_length, request.content_length
     if limit is not None and (length is None or length > limit):
+        if limit < service_context().settings.max_bundle_bytes:
+            return RequestTooLarge(f"the request body exceeds {limit // 1024} KiB")
         return BundleTooLarge("request body exceeds MAX_BUNDLE_SIZE_MB")
     return FormFieldTooLarge(f"a form text field exceeds {(request.max_form_memory_size or 0) // 1000} kB, "
                              f"or the form has over {request.max_form_parts} parts")

@@ -27,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from core.errors import BundleTooLarge, InvalidRequest, RequestTooLarge
+from core.errors import BundleTooLarge, FormFieldTooLarge, InvalidRequest
 
 FORM_OVERHEAD = 1024 * 1024
 FIELD_LIMIT = 64 * 1024
@@ -85,13 +85,13 @@ def read_upload_form(request: flask.Request, bundle_limit: int, scratch: str | N
                 else:
                     value += event.data
                     if len(value) > FIELD_LIMIT:
-                        raise RequestTooLarge(f"a form field exceeds {FIELD_LIMIT // 1024} KiB")
+                        raise FormFieldTooLarge(f"a form field exceeds {FIELD_LIMIT // 1024} KiB")
                 if not event.more_data:
                     _finish(form, part, bytes(value), on_session)
                     part = None
     except RequestEntityTooLarge:  # the decoder's own caps: its buffer, the number of parts
         _close(form)
-        raise RequestTooLarge(f"more than {MAX_FIELDS} form fields, or a part header too large") from None
+        raise FormFieldTooLarge(f"more than {MAX_FIELDS} form fields, or a part header too large") from None
     except ValueError:
         _close(form)
         raise InvalidRequest("malformed multipart body") from None
@@ -112,7 +112,7 @@ def _finish(form: UploadForm, part: Field | File, value: bytes,
             form.bundle.seek(0)
         return
     if len(form.fields) >= MAX_FIELDS:
-        raise RequestTooLarge(f"more than {MAX_FIELDS} form fields")
+        raise FormFieldTooLarge(f"more than {MAX_FIELDS} form fields")
     text = value.decode("utf-8", "replace")
     form.fields.setdefault(part.name, text)
     if part.name == "session" and text:
