@@ -12,15 +12,31 @@ Here every read a thread makes on a client socket carries a deadline:
 
 A client past its deadline is disconnected (nothing is answered: it is not
 reading). Time the application spends between reads does not count.
+
+What gunicorn itself refuses before the application sees a request (a request
+line or headers over their limits, a malformed request) is answered in the
+service's error envelope, not gunicorn's HTML page, and without echoing the
+request: `handle_error` below.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from typing import Any
 
-from gunicorn.http.errors import NoMoreData  # type: ignore[import-untyped]
+from gunicorn import util  # type: ignore[import-untyped]
+from gunicorn.http.errors import (  # type: ignore[import-untyped]
+    ConfigurationProblem,
+    InvalidResponseHeader,
+    InvalidResponseHeaderName,
+    LimitRequestHeaders,
+    LimitRequestLine,
+    NoMoreData,
+    ParseException,
+    UnsupportedTransferCoding,
+)
 from gunicorn.http.unreader import SocketUnreader  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
@@ -110,3 +126,35 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         if isinstance(reader, DeadlineUnreader):
             reader.body_phase()
         return super().handle_request(req, conn)
+
+    def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
+        """gunicorn's own refusals in the error envelope (JSON), with fixed messages."""
+        status, reason, code, message = parse_refusal(exc)
+        if status >= 500:
+            self.log.exception("error handling a request")
+        else:
+            self.log.warning("refused a malformed request from %s: %s", (addr or ("",))[0],
+                             type(exc).__name__)
+        body = json.dumps({"success": False, "error": {"code": code, "message": message}}).encode()
+        head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+        try:
+            util.write_nonblock(client, head + body)
+        except Exception:  # noqa: BLE001 - the client may be gone; nothing more to tell it
+            self.log.debug("could not send the refusal")
+
+
+def parse_refusal(exc: BaseException) -> tuple[int, str, str, str]:
+    """(status, reason, code, message) for what gunicorn raised while reading a request."""
+    if isinstance(exc, LimitRequestLine):
+        return 414, "URI Too Long", "REQUEST_LINE_TOO_LONG", "the request line exceeds LIMIT_REQUEST_LINE"
+    if isinstance(exc, LimitRequestHeaders):
+        return (431, "Request Header Fields Too Large", "HEADERS_TOO_LARGE",
+                "the request has more header fields than LIMIT_REQUEST_FIELDS, or one over "
+                "LIMIT_REQUEST_FIELD_SIZE")
+    if isinstance(exc, UnsupportedTransferCoding):
+        return 501, "Not Implemented", "UNSUPPORTED_TRANSFER_CODING", "unsupported Transfer-Encoding"
+    if isinstance(exc, ParseException) and not isinstance(
+            exc, (InvalidResponseHeader, InvalidResponseHeaderName, ConfigurationProblem)):  # ours
+        return 400, "Bad Request", "INVALID_REQUEST", "malformed HTTP request"
+    return 500, "Internal Server Error", "INTERNAL_ERROR", "internal error; see the service log"

@@ -6,11 +6,13 @@ Each test failed on the service as functions-framework started it before
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,16 +46,37 @@ def test_a_long_request_line_is_refused_at_once(service: ServiceProcess) -> None
     health_within(service.port, 2)
 
 
+def envelope(answer: bytes) -> dict[str, Any]:
+    """The JSON error envelope of a raw answer (never gunicorn's HTML page)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    parsed: dict[str, Any] = json.loads(body)
+    assert parsed["success"] is False
+    return parsed["error"]  # type: ignore[no-any-return]
+
+
 def test_too_many_header_fields_are_refused(service: ServiceProcess) -> None:
     fields = b"".join(b"X-F%d: v\r\n" % i for i in range(25))
     answer = exchange(service.port, b"GET /health HTTP/1.1\r\nHost: t\r\n" + fields + b"\r\n")
-    assert status_of(answer) in (400, 431)
+    assert status_of(answer) == 431 and envelope(answer)["code"] == "HEADERS_TOO_LARGE"
 
 
 def test_a_large_header_field_is_refused(service: ServiceProcess) -> None:
     field = b"X-Big: " + b"b" * 2000 + b"\r\n"
     answer = exchange(service.port, b"GET /health HTTP/1.1\r\nHost: t\r\n" + field + b"\r\n")
-    assert status_of(answer) in (400, 431)
+    assert status_of(answer) == 431 and envelope(answer)["code"] == "HEADERS_TOO_LARGE"
+    assert b"bbbb" not in answer, "the refusal does not echo the request"
+
+
+def test_a_request_line_over_the_limit_and_a_malformed_one_get_the_error_envelope(
+    service: ServiceProcess,
+) -> None:
+    answer = exchange(service.port, b"GET /" + b"q" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 414 and envelope(answer)["code"] == "REQUEST_LINE_TOO_LONG"
+    assert b"qqqq" not in answer
+    answer = exchange(service.port, b"G\x01T /<script> HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 400 and envelope(answer)["code"] == "INVALID_REQUEST"
+    assert b"<script>" not in answer and b"<html>" not in answer
 
 
 def _trickle(port: int, data: bytes, until: float) -> None:
