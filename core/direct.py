@@ -70,7 +70,7 @@ class DirectUploads:
 
     def presign(self, request: UploadRequest, bundle_id: str | None) -> dict[str, Any]:
         bundle_id = bundle_id or str(uuid.uuid4())
-        if not BUNDLE_ID.match(bundle_id):
+        if not BUNDLE_ID.fullmatch(bundle_id):
             raise InvalidRequest("bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
         ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
         expires = self.settings.direct_upload_expiry_secs
@@ -138,7 +138,7 @@ class DirectUploads:
               bundle_id: str) -> dict[str, Any]:
         """Where a bundle stands: committed (with its result), refused, processing,
         uploaded, or awaiting its upload."""
-        if not BUNDLE_ID.match(bundle_id):
+        if not BUNDLE_ID.fullmatch(bundle_id):
             raise NotFound("no such bundle")
         ws, head = find_workspace(self.store, self.settings, tenant, path, logical_repo_id)
         sequences = Sequences(self.store, ws, self.settings.lease_secs)

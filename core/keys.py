@@ -25,7 +25,7 @@ import hashlib
 import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # use fullmatch
 
 
 def _digest(*parts: str) -> str:
@@ -68,7 +68,7 @@ def parse_incoming_key(key: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != "incoming" or not parts[2].endswith(".tar.gz"):
         return None
     bundle_id = parts[2].removesuffix(".tar.gz")
-    return (parts[1], bundle_id) if BUNDLE_ID.match(bundle_id) and parts[1] else None
+    return (parts[1], bundle_id) if BUNDLE_ID.fullmatch(bundle_id) and parts[1] else None
 
 
 def intent_key(ws: str, bundle_id: str) -> str:
