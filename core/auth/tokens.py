@@ -23,9 +23,11 @@ from typing import Any
 
 from core.config import ConfigError, Settings
 from core.errors import Unauthorized
+from core.names import TENANT, TENANT_RULE, is_tenant
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+__all__ = ["TENANT", "ApiKeys", "JwtVerifier", "hash_key"]
+
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def hash_key(key: str) -> str:
@@ -64,7 +66,7 @@ class JwtVerifier:
                 raise ConfigError(f"JWT_JWKS_FILE: cannot read a JWK set ({type(exc).__name__})") from exc
 
     def tenant(self, token: str) -> str | None:
-        if not JWT_SHAPE.match(token):
+        if not JWT_SHAPE.fullmatch(token):
             return None  # not a JWT at all: perhaps a session id
         import jwt
 
@@ -86,7 +88,7 @@ class JwtVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token ({type(exc).__name__})") from None
         tenant = claims.get(settings.jwt_tenant_claim)
-        if not isinstance(tenant, str) or not TENANT.match(tenant):
+        if not is_tenant(tenant):
             raise Unauthorized(f"the token's {settings.jwt_tenant_claim!r} claim is not a tenant id")
         return tenant
 
@@ -100,8 +102,8 @@ def _load_keys(path: str | None) -> list[tuple[bytes, str]]:
         raise ConfigError(f"API_KEYS_FILE: not a readable key file ({type(exc).__name__})") from None
     keys = []
     for tenant, digests in tenants.items():
-        if not TENANT.match(tenant):
-            raise ConfigError(f"API_KEYS_FILE: {tenant[:64]!r} is not a tenant id")
+        if not is_tenant(tenant):
+            raise ConfigError(f"API_KEYS_FILE: {tenant[:64]!r} is not a tenant id ({TENANT_RULE})")
         for digest in digests:
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
                 raise ConfigError(f"API_KEYS_FILE: keys of {tenant!r} must be sha256:<64 hex>")
