@@ -3,9 +3,12 @@
     AUTH_MODE=api_key  API_KEYS_FILE: {"tenants": {"<tenant>": ["sha256:<hex>", ...]}}
                        keys are stored only as SHA-256 digests and compared in
                        constant time; `delta-upload hash-key` prints a digest
-    AUTH_MODE=jwt      HS256 with JWT_SECRET, or RS256/ES256 with the keys of
-                       JWT_JWKS_FILE; JWT_AUDIENCE / JWT_ISSUER checked when set;
-                       the tenant is the JWT_TENANT_CLAIM claim (default "tenant")
+    AUTH_MODE=jwt      HS256 with JWT_SECRET, or the keys of JWT_JWKS_FILE, each for
+                       its own algorithm only (its `alg`, else the one its `kty`
+                       implies; RS256, ES256, PS256 or EdDSA); `exp` required and,
+                       like `nbf`/`iat`, a number; JWT_AUDIENCE / JWT_ISSUER checked
+                       when set; the tenant is the JWT_TENANT_CLAIM claim (default
+                       "tenant"), a tenant id (core.names.TENANT) on the full string
 
 Each verifier answers a tenant, `None` for a token that is not one of its kind
 (so the authenticator may try a session), or raises `Unauthorized` for a token
@@ -27,6 +30,8 @@ from core.names import TENANT, TENANT_RULE, is_tenant
 
 __all__ = ["TENANT", "ApiKeys", "JwtVerifier", "hash_key"]
 
+JWKS_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")  # asymmetric only: no HS256 from a JWK set
+TIME_CLAIMS = ("exp", "nbf", "iat")
 JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
@@ -73,24 +78,34 @@ class JwtVerifier:
         settings = self.settings
         options: Any = {"require": ["exp"], "verify_aud": bool(settings.jwt_audience)}
         try:
-            if self._jwks is not None:
-                header = jwt.get_unverified_header(token)
-                key = next((k for k in self._jwks.keys if k.key_id == header.get("kid")), None)
-                if key is None:
-                    raise Unauthorized("token signed with an unknown key")
-                claims = jwt.decode(token, key.key, algorithms=["RS256", "ES256", "PS256", "EdDSA"],
-                                    audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                                    options=options)
-            else:
-                claims = jwt.decode(token, settings.jwt_secret or "", algorithms=["HS256"],
-                                    audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                                    options=options)
+            key, algorithm = (self._key(token) if self._jwks is not None
+                              else (settings.jwt_secret or "", "HS256"))
+            claims = jwt.decode(token, key, algorithms=[algorithm], audience=settings.jwt_audience,
+                                issuer=settings.jwt_issuer, options=options)
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token ({type(exc).__name__})") from None
+        for name in TIME_CLAIMS:  # PyJWT reads them with int(): a string "9999999999" would pass
+            value = claims.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise Unauthorized(f"invalid token (the {name!r} claim is not a NumericDate)")
         tenant = claims.get(settings.jwt_tenant_claim)
         if not is_tenant(tenant):
             raise Unauthorized(f"the token's {settings.jwt_tenant_claim!r} claim is not a tenant id")
-        return tenant
+        return str(tenant)
+
+    def _key(self, token: str) -> tuple[Any, str]:
+        """The JWK the token names (`kid`) and the one algorithm that key is for: its own
+        `alg`, or the one its type implies (RSA: RS256, EC P-256: ES256, OKP: EdDSA).
+        A token signed with any other algorithm (PS256 for an RS256 key, `none`) fails."""
+        import jwt
+
+        header = jwt.get_unverified_header(token)
+        key = next((k for k in self._jwks.keys if k.key_id == header.get("kid")), None)
+        if key is None:
+            raise Unauthorized("token signed with an unknown key")
+        if key.algorithm_name not in JWKS_ALGORITHMS or key.public_key_use not in (None, "sig"):
+            raise Unauthorized("token signed with a key that is not for signatures of an accepted algorithm")
+        return key.key, str(key.algorithm_name)
 
 
 def _load_keys(path: str | None) -> list[tuple[bytes, str]]:
