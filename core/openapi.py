@@ -113,7 +113,7 @@ def _form_fields() -> Schema:
 
 def _upload_url_bodies(fields: Schema) -> tuple[Schema, Schema]:
     """upload-url takes the upload's fields as a form, or as JSON (where null is absent)."""
-    bundle_id = {"type": "string", "pattern": f"^({BUNDLE_ID.pattern[1:-1]})?$",
+    bundle_id = {"type": "string", "pattern": f"^({BUNDLE_ID.pattern})?$",
                  "description": "the id the bundle's manifest will carry; empty: a new UUID"}
     form = {"type": "object", "required": ["workspace_path"],
             "properties": {**fields, "bundle_id": bundle_id}}
@@ -268,7 +268,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/delta/bundles/{bundle_id}": _read_only({
             "operationId": "bundleState", "summary": "Where one bundle stands",
             "parameters": [{"name": "bundle_id", "in": "path", "required": True,
-                            "schema": {"type": "string", "pattern": BUNDLE_ID.pattern}}, *workspace],
+                            "schema": {"type": "string", "pattern": f"^{BUNDLE_ID.pattern}$"}}, *workspace],
             "security": secured,
             "responses": {"200": _json(_component("BundleState")), **_errors(400, 404), **guarded}}),
         "/api/v1/delta/events": {"post": {
