@@ -9,7 +9,7 @@ Asked by `?workspace=<path>` (with `repo_name`, or `?repo_name=<name>` alone for
 - By workspace: the workspace is found as status finds it (`views.find_workspace`,
   following the path's latest repo identity). Its head record names the collection
   its index lives in: that is both `active_collection` and `serving_collection`
-  (the physical name, `<tenant>--<name>` for a tenant). `indexing_status` is
+  (the physical name, `<tenant>--<name>` for a tenant: `core.names`). `indexing_status` is
   `indexing` while a bundle is claimed and not committed, `empty` before the first
   commit, else `idle`.
 - By collection: the tenant's collection in Qdrant; `workspace_path`, `repo_name`
@@ -30,7 +30,7 @@ from typing import Any
 from core.config import Settings
 from core.errors import InvalidRequest, NotFound
 from core.indexing.indexer import Indexer
-from core.pipeline import scoped_collection
+from core.names import check_collection_name, stored_collection
 from core.storage import ObjectStore
 from core.views import find_workspace
 
@@ -42,14 +42,15 @@ def bridge_state(
     collection: str, workspace: str, repo_name: str, indexer: Indexer | None,
 ) -> dict[str, Any]:
     """The bridge's view of one workspace or collection; `NotFound` when nothing is known."""
-    for name, value in (("collection", collection), ("repo_name", repo_name)):
-        if len(value) > MAX_NAME or "\x00" in value or "/" in value or "\\" in value:
-            raise InvalidRequest(f"{name} must be a name of at most {MAX_NAME} characters, "
-                                 "without slashes or NUL")
+    if len(repo_name) > MAX_NAME or "\x00" in repo_name or "/" in repo_name or "\\" in repo_name:
+        raise InvalidRequest(f"repo_name must be a name of at most {MAX_NAME} characters, "
+                             "without slashes or NUL")
+    if collection:
+        check_collection_name(collection, "collection")  # 400 INVALID_COLLECTION, as on upload
     if workspace or repo_name:
         return _by_workspace(store, settings, tenant, workspace or f"/work/{repo_name}", repo_name)
     if collection:
-        return _by_collection(scoped_collection(tenant, collection), indexer)
+        return _by_collection(stored_collection(tenant, collection), indexer)
     raise InvalidRequest("give collection, or workspace (and repo_name)")
 
 

@@ -192,7 +192,7 @@ def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
     prefix = _layout_prefix(members)
     staged = {name[len(prefix) :]: f for name, f in members.items()}
     manifest = _parse(staged, MANIFEST, Manifest, limits)
-    if not BUNDLE_ID.match(manifest.bundle_id):
+    if not BUNDLE_ID.fullmatch(manifest.bundle_id):
         raise InvalidBundle("manifest bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
     operations: list[Operation] = []
     if OPERATIONS in staged:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.names import COLLECTION_RULE, TENANT_RULE, is_collection_name, is_tenant
+
 MIB = 1024 * 1024
 
 
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
     ctxce_auth_shared_token: str | None = Field(None, repr=False, min_length=8, max_length=1024)
     ctxce_auth_admin_token: str | None = Field(None, repr=False, min_length=16, max_length=1024)
     ctxce_auth_session_ttl_seconds: int = Field(0, ge=0, le=366 * 86_400)  # 0: never expire
-    auth_default_tenant: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    auth_default_tenant: str = "default"
     auth_login_max_failures: int = Field(5, ge=1, le=1000)  # per user name and per address
     auth_login_window_secs: int = Field(300, ge=1, le=86_400)
     rate_limit_requests_per_min: int = Field(0, ge=0)
@@ -111,6 +113,20 @@ class Settings(BaseSettings):
         from core.faults import Faults
 
         Faults.parse(value)
+        return value
+
+    @field_validator("auth_default_tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        if not is_tenant(value):
+            raise ValueError(f"must be {TENANT_RULE}")
+        return value
+
+    @field_validator("collection_name")
+    @classmethod
+    def _collection(cls, value: str) -> str:
+        if not is_collection_name(value):
+            raise ValueError(f"must be {COLLECTION_RULE}")
         return value
 
     @field_validator("storage_url")

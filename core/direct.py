@@ -46,6 +46,7 @@ from core.keys import (
     workspace_key,
 )
 from core.models import UploadIntent, UploadRequest, UploadUrlBody, invalid_fields
+from core.names import check_collection_name
 from core.pipeline import Pipeline, report_refusal
 from core.sequences import Sequences
 from core.storage import ObjectNotFound, ObjectStore
@@ -78,6 +79,8 @@ class DirectUploads:
         bundle_id = bundle_id or str(uuid.uuid4())
         if not BUNDLE_ID.fullmatch(bundle_id):
             raise InvalidRequest("bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
+        if request.collection_name:  # refused now, not after the client has sent the bundle
+            check_collection_name(request.collection_name)
         ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
         expires = self.settings.direct_upload_expiry_secs
         now = time.time()

@@ -2,6 +2,7 @@
 
     DeltaError                      code                 HTTP
     ├── InvalidRequest              INVALID_REQUEST      400  (and INVALID_JSON, UNKNOWN_EVENT)
+    │   └── InvalidCollection       INVALID_COLLECTION   400  (core.names: a collection name that is none)
     ├── InvalidBundle               INVALID_BUNDLE       400  (and the codes below)
     │     UNSAFE_PATH, UNSAFE_MEMBER, MISSING_MEMBER, UNEXPECTED_MEMBER,
     │     DUPLICATE_MEMBER, HASH_MISMATCH, SIZE_MISMATCH
@@ -60,6 +61,12 @@ class DeltaError(Exception):
 class InvalidRequest(DeltaError):
     code = "INVALID_REQUEST"
     http_status = 400
+
+
+class InvalidCollection(InvalidRequest):
+    """A collection name that is not one: permanent, so never a retryable 503 from Qdrant."""
+
+    code = "INVALID_COLLECTION"
 
 
 class InvalidBundle(DeltaError):

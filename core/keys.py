@@ -23,15 +23,24 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
+from core.errors import InvalidRequest
+
+PATH_IDENTITY = "path:"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-BUNDLE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # test with fullmatch: `$` allows "\n"
+BUNDLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # use fullmatch
 WORKSPACE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,47}-[0-9a-f]{16}")  # what workspace_key builds
 UPLOAD_TOKEN = re.compile(r"[0-9a-f]{32}")  # an intent's secret: 128 random bits, as hex
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:16]
+def _digest(tag: str, *parts: str) -> str:
+    """SHA-256 of the parts joined with NUL, a tag first: a fixed number of parts in
+    which only the last may hold a NUL, so one input is one tuple (injective framing).
+    Callers check their inputs; this refuses anything else rather than hash it."""
+    if any("\0" in part for part in (tag, *parts[:-1])):
+        raise InvalidRequest("a name or path holds a NUL character")
+    return hashlib.sha256("\0".join((tag, *parts)).encode("utf-8")).hexdigest()[:16]
 
 
 def _leaf(workspace_path: str) -> str:
@@ -40,16 +49,30 @@ def _leaf(workspace_path: str) -> str:
 
 
 def normalise_workspace_path(workspace_path: str) -> str:
-    """One spelling per path: no trailing or doubled slashes."""
-    parts = [p for p in workspace_path.replace("\\", "/").split("/") if p not in ("", ".")]
-    prefix = "/" if workspace_path.startswith(("/", "\\")) else ""
-    return prefix + "/".join(parts)
+    """One spelling per path, the only place paths are made comparable (keys and aliases):
+    Unicode NFC (macOS hands out NFD), `\\` read as `/`, empty and `.` components dropped,
+    `..` resolved lexically and never above the root, no trailing slash. Symlinks are
+    not resolved: the path is the client's name for its workspace, not ours to look up."""
+    text = unicodedata.normalize("NFC", workspace_path.replace("\\", "/"))
+    parts: list[str] = []
+    for part in text.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return ("/" if text.startswith("/") else "") + "/".join(parts)
 
 
 def workspace_key(tenant: str, workspace_path: str, logical_repo_id: str | None) -> str:
-    """`<leaf>-<16 hex>`: readable, and distinct per tenant and repo identity."""
-    identity = logical_repo_id or "path:" + normalise_workspace_path(workspace_path)
-    return f"{_leaf(workspace_path)}-{_digest('ws', tenant, identity)}"
+    """`<leaf>-<16 hex>`: readable, and distinct per tenant and repo identity. The
+    identity is the repo id, else `path:` and the normalised path; a repo id spelt
+    `path:…` is refused, so no repo id can stand for a path."""
+    if logical_repo_id and logical_repo_id.startswith(PATH_IDENTITY):
+        raise InvalidRequest(f"logical_repo_id must not start with {PATH_IDENTITY!r}")
+    path = normalise_workspace_path(workspace_path)
+    identity = logical_repo_id or PATH_IDENTITY + path
+    return f"{_leaf(path)}-{_digest('ws', tenant, identity)}"
 
 
 def alias_key(tenant: str, workspace_path: str) -> str:

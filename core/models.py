@@ -19,7 +19,7 @@ from pydantic import (
 
 from core.errors import InvalidRequest
 
-SHA1_REF = re.compile(r"^sha1:[0-9a-f]{40}$")
+SHA1_REF = re.compile(r"sha1:[0-9a-f]{40}")
 OperationKind = Literal["created", "updated", "deleted", "moved"]
 OPERATION_KINDS: tuple[OperationKind, ...] = ("created", "updated", "deleted", "moved")
 MAX_JSON_DEPTH = 32  # request bodies (upload-url, events) nest a few levels; deeper is refused
@@ -56,7 +56,7 @@ class Manifest(_Wire):
 
 
 def _sha1_ref(value: str | None) -> str | None:
-    if value is not None and not SHA1_REF.match(value):
+    if value is not None and not SHA1_REF.fullmatch(value):
         raise ValueError("must be 'sha1:' and 40 lower-case hex digits")
     return value
 

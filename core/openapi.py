@@ -24,8 +24,8 @@ from core.models import UploadRequest, UploadResult
 Schema = dict[str, Any]
 REF = "#/components/schemas/{model}"
 CODES: dict[int, list[str]] = {
-    400: ["INVALID_REQUEST", "INVALID_BUNDLE", "UNSAFE_PATH", "UNSAFE_MEMBER", "MISSING_MEMBER",
-          "UNEXPECTED_MEMBER", "DUPLICATE_MEMBER", "HASH_MISMATCH",
+    400: ["INVALID_REQUEST", "INVALID_COLLECTION", "INVALID_BUNDLE", "UNSAFE_PATH", "UNSAFE_MEMBER",
+          "MISSING_MEMBER", "UNEXPECTED_MEMBER", "DUPLICATE_MEMBER", "HASH_MISMATCH",
           "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "INVALID_JSON", "UNKNOWN_EVENT"],
     401: ["UNAUTHORIZED"],
     403: ["FORBIDDEN"],
@@ -114,7 +114,7 @@ def _form_fields() -> Schema:
 
 def _upload_url_bodies(fields: Schema) -> tuple[Schema, Schema]:
     """upload-url takes the upload's fields as a form, or as JSON (where null is absent)."""
-    bundle_id = {"type": "string", "pattern": f"^({BUNDLE_ID.pattern[1:-1]})?$",
+    bundle_id = {"type": "string", "pattern": f"^({BUNDLE_ID.pattern})?$",
                  "description": "the id the bundle's manifest will carry; empty: a new UUID"}
     form = {"type": "object", "required": ["workspace_path"],
             "properties": {**fields, "bundle_id": bundle_id}}
@@ -271,7 +271,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/delta/bundles/{bundle_id}": _read_only({
             "operationId": "bundleState", "summary": "Where one bundle stands",
             "parameters": [{"name": "bundle_id", "in": "path", "required": True,
-                            "schema": {"type": "string", "pattern": BUNDLE_ID.pattern}}, *workspace],
+                            "schema": {"type": "string", "pattern": f"^{BUNDLE_ID.pattern}$"}}, *workspace],
             "security": secured,
             "responses": {"200": _json(_component("BundleState")), **_errors(400, 404), **guarded}}),
         "/api/v1/delta/events": {"post": {

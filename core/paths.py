@@ -14,7 +14,7 @@ from core.errors import InvalidBundle
 
 MAX_PATH_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
-_DRIVE = re.compile(r"^[A-Za-z]:")
+_DRIVE = re.compile(r"[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -44,6 +44,7 @@ from core.indexing.indexer import Indexer
 from core.indexing.sync import IndexTarget
 from core.keys import alias_key, journal_key, plan_key, raw_bundle_key, result_key, workspace_key
 from core.models import UploadRequest, UploadResult
+from core.names import stored_collection
 from core.sequences import (
     BundleClaim,
     Busy,
@@ -80,11 +81,6 @@ def spooled(stream: IO[bytes], scratch: Path, limit: int) -> Iterator[tuple[Path
         yield path, digest.hexdigest()
     finally:
         path.unlink(missing_ok=True)
-
-
-def scoped_collection(tenant: str, name: str) -> str:
-    """Each tenant's collections are its own: `<tenant>--<name>` when auth is on."""
-    return f"{tenant}--{name}" if tenant else name
 
 
 @contextmanager
@@ -141,7 +137,8 @@ class Pipeline:
                 raise InvalidBundle("the manifest's bundle_id is not the one this upload URL was issued for",
                                     code="BUNDLE_ID_MISMATCH")
             ws = workspace_key(request.tenant, request.workspace_path, request.logical_repo_id)
-            collection = scoped_collection(request.tenant, request.collection_name
+            # the request's name, else the manifest's, checked alike (core.names), before anything is written
+            collection = stored_collection(request.tenant, request.collection_name
                                            or bundle.manifest.collection_name
                                            or self.settings.collection_name)
             claim = BundleClaim(

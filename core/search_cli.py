@@ -19,6 +19,7 @@ from core.config import ConfigError, load_settings
 from core.errors import DeltaError
 from core.indexing.indexer import Indexer
 from core.indexing.search import hybrid_search
+from core.names import check_stored_collection
 from core.qdrant import QdrantHandle
 from core.storage import open_store
 from core.views import find_workspace
@@ -35,6 +36,7 @@ def run_search(args: argparse.Namespace) -> int:
             workspace, head = find_workspace(open_store(settings), settings, "",
                                              args.workspace_path, args.logical_repo_id)
         collection = args.collection or (head.collection_name if head else settings.collection_name)
+        check_stored_collection(collection, "--collection")  # a physical name: `<tenant>--<name>` too
         hits = indexer.call(lambda client: hybrid_search(
             client, indexer.embedder, collection, workspace, args.query, max(1, args.limit)))
     except (ConfigError, DeltaError) as exc:

@@ -7,7 +7,9 @@
 
 A presented token is tried in that order: an API key or JWT first (answered
 without storage), then a session id (one read of its record). A token that
-is none of them is 401 UNAUTHORIZED, as is an expired session.
+is none of them is 401 UNAUTHORIZED, as is an expired session, or one whose
+stored tenant is not a tenant id (`core.names.TENANT`: API keys and JWTs are
+checked where they are read).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from core.auth.sessions import Sessions
 from core.auth.tokens import ApiKeys, JwtVerifier
 from core.config import Settings
 from core.errors import Unauthorized
+from core.names import is_tenant
 from core.storage import ObjectStore
 
 
@@ -48,5 +51,7 @@ class Authenticator:
         if self._jwt is not None and (tenant := self._jwt.tenant(token)) is not None:
             return Identity(tenant=tenant)
         if self.sessions is not None and (identity := self.sessions.resolve(token)) is not None:
+            if not is_tenant(identity.tenant):  # a record from before tenant ids were tightened
+                raise Unauthorized("this session's tenant is not a valid tenant id")
             return identity
         raise Unauthorized("invalid credentials" if self.mode == "session" else "invalid API key or session")

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
+from core.names import MAX_TENANT, TENANT_RULE, is_tenant
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")  # use fullmatch
 SHORT = 1024  # longest token, password or client name read
 
 
@@ -97,7 +99,21 @@ class PasswordLogin(_Body):
 class NewUser(_Body):
     """POST /auth/users: `{"username", "password"}`; `tenant` and `admin` need an admin."""
 
-    username: str = Field(pattern=USERNAME.pattern)
+    username: str = Field(max_length=128)
     password: str = Field(min_length=8, max_length=SHORT)
-    tenant: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    tenant: str | None = Field(None, max_length=MAX_TENANT)
     admin: bool = False
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not USERNAME.fullmatch(value):
+            raise ValueError("must be 1-128 letters, digits, '_', '.', '@', '+' or '-'")
+        return value
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str | None) -> str | None:
+        if value is not None and not is_tenant(value):
+            raise ValueError(f"must be {TENANT_RULE}")
+        return value

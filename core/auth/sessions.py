@@ -28,7 +28,7 @@ from core.keys import session_key
 from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
 
 log = logging.getLogger(__name__)
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")  # token_urlsafe(32)
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
 
 
 def session_digest(session_id: str) -> str:
@@ -60,7 +60,7 @@ class Sessions:
 
     def resolve(self, session_id: str) -> Identity | None:
         """The identity of a live session; None when the id is no session; 401 when expired."""
-        if not SESSION_ID.match(session_id):
+        if not SESSION_ID.fullmatch(session_id):
             return None
         key = session_key(session_digest(session_id))
         try:

@@ -3,9 +3,12 @@
     AUTH_MODE=api_key  API_KEYS_FILE: {"tenants": {"<tenant>": ["sha256:<hex>", ...]}}
                        keys are stored only as SHA-256 digests and compared in
                        constant time; `delta-upload hash-key` prints a digest
-    AUTH_MODE=jwt      HS256 with JWT_SECRET, or RS256/ES256 with the keys of
-                       JWT_JWKS_FILE; JWT_AUDIENCE / JWT_ISSUER checked when set;
-                       the tenant is the JWT_TENANT_CLAIM claim (default "tenant")
+    AUTH_MODE=jwt      HS256 with JWT_SECRET, or the keys of JWT_JWKS_FILE, each for
+                       its own algorithm only (its `alg`, else the one its `kty`
+                       implies; RS256, ES256, PS256 or EdDSA); `exp` required and,
+                       like `nbf`/`iat`, a number; JWT_AUDIENCE / JWT_ISSUER checked
+                       when set; the tenant is the JWT_TENANT_CLAIM claim (default
+                       "tenant"), a tenant id (core.names.TENANT) on the full string
 
 Each verifier answers a tenant, `None` for a token that is not one of its kind
 (so the authenticator may try a session), or raises `Unauthorized` for a token
@@ -23,9 +26,13 @@ from typing import Any
 
 from core.config import ConfigError, Settings
 from core.errors import Unauthorized
+from core.names import TENANT, TENANT_RULE, is_tenant
 
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+__all__ = ["TENANT", "ApiKeys", "JwtVerifier", "hash_key"]
+
+JWKS_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")  # asymmetric only: no HS256 from a JWK set
+TIME_CLAIMS = ("exp", "nbf", "iat")
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def hash_key(key: str) -> str:
@@ -64,31 +71,41 @@ class JwtVerifier:
                 raise ConfigError(f"JWT_JWKS_FILE: cannot read a JWK set ({type(exc).__name__})") from exc
 
     def tenant(self, token: str) -> str | None:
-        if not JWT_SHAPE.match(token):
+        if not JWT_SHAPE.fullmatch(token):
             return None  # not a JWT at all: perhaps a session id
         import jwt
 
         settings = self.settings
         options: Any = {"require": ["exp"], "verify_aud": bool(settings.jwt_audience)}
         try:
-            if self._jwks is not None:
-                header = jwt.get_unverified_header(token)
-                key = next((k for k in self._jwks.keys if k.key_id == header.get("kid")), None)
-                if key is None:
-                    raise Unauthorized("token signed with an unknown key")
-                claims = jwt.decode(token, key.key, algorithms=["RS256", "ES256", "PS256", "EdDSA"],
-                                    audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                                    options=options)
-            else:
-                claims = jwt.decode(token, settings.jwt_secret or "", algorithms=["HS256"],
-                                    audience=settings.jwt_audience, issuer=settings.jwt_issuer,
-                                    options=options)
+            key, algorithm = (self._key(token) if self._jwks is not None
+                              else (settings.jwt_secret or "", "HS256"))
+            claims = jwt.decode(token, key, algorithms=[algorithm], audience=settings.jwt_audience,
+                                issuer=settings.jwt_issuer, options=options)
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token ({type(exc).__name__})") from None
+        for name in TIME_CLAIMS:  # PyJWT reads them with int(): a string "9999999999" would pass
+            value = claims.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise Unauthorized(f"invalid token (the {name!r} claim is not a NumericDate)")
         tenant = claims.get(settings.jwt_tenant_claim)
-        if not isinstance(tenant, str) or not TENANT.match(tenant):
+        if not is_tenant(tenant):
             raise Unauthorized(f"the token's {settings.jwt_tenant_claim!r} claim is not a tenant id")
-        return tenant
+        return str(tenant)
+
+    def _key(self, token: str) -> tuple[Any, str]:
+        """The JWK the token names (`kid`) and the one algorithm that key is for: its own
+        `alg`, or the one its type implies (RSA: RS256, EC P-256: ES256, OKP: EdDSA).
+        A token signed with any other algorithm (PS256 for an RS256 key, `none`) fails."""
+        import jwt
+
+        header = jwt.get_unverified_header(token)
+        key = next((k for k in self._jwks.keys if k.key_id == header.get("kid")), None)
+        if key is None:
+            raise Unauthorized("token signed with an unknown key")
+        if key.algorithm_name not in JWKS_ALGORITHMS or key.public_key_use not in (None, "sig"):
+            raise Unauthorized("token signed with a key that is not for signatures of an accepted algorithm")
+        return key.key, str(key.algorithm_name)
 
 
 def _load_keys(path: str | None) -> list[tuple[bytes, str]]:
@@ -100,8 +117,8 @@ def _load_keys(path: str | None) -> list[tuple[bytes, str]]:
         raise ConfigError(f"API_KEYS_FILE: not a readable key file ({type(exc).__name__})") from None
     keys = []
     for tenant, digests in tenants.items():
-        if not TENANT.match(tenant):
-            raise ConfigError(f"API_KEYS_FILE: {tenant[:64]!r} is not a tenant id")
+        if not is_tenant(tenant):
+            raise ConfigError(f"API_KEYS_FILE: {tenant[:64]!r} is not a tenant id ({TENANT_RULE})")
         for digest in digests:
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
                 raise ConfigError(f"API_KEYS_FILE: keys of {tenant!r} must be sha256:<64 hex>")

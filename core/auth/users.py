@@ -76,7 +76,7 @@ class Users:
 
     def verify(self, username: str, password: str) -> UserRecord | None:
         """The user when the password matches, else None (same time for an unknown name)."""
-        if not USERNAME.match(username):  # never a key built from an unchecked name
+        if not USERNAME.fullmatch(username):  # never a key built from an unchecked name
             passwords.burn_verification(password)
             return None
         try:
