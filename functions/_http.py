@@ -66,6 +66,15 @@ def handled(fn: Handler) -> Handler:
     return wrapper
 
 
+def framework_error(exc: HTTPException) -> flask.Response:
+    """An HTTP error raised before any handler runs (a path the framework's router cannot
+    match, such as one holding `%0A`): the error envelope, not Werkzeug's HTML page."""
+    status = exc.code or 400
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(status, "INVALID_REQUEST")
+    message = "no such endpoint" if status == 404 else f"malformed request: {exc.name}"
+    return json_response(status, {"success": False, "error": {"code": code, "message": message}})
+
+
 def _route(path: str) -> str:
     """A bounded label for metrics: bundle ids are not routes."""
     return "/api/v1/delta/bundles/{bundle_id}" if path.startswith("/api/v1/delta/bundles/") else path

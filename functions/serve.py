@@ -14,6 +14,9 @@ gunicorn application these settings on top (README "Security"):
     limit_request_fields      LIMIT_REQUEST_FIELDS        most header fields
     limit_request_field_size  LIMIT_REQUEST_FIELD_SIZE    longest header field (bytes)
     worker_class              functions._worker.DeadlineWorker (read deadlines)
+
+and answers HTTP errors the framework raises itself (its router's 404 for a path it
+cannot match) in the error envelope.
 """
 
 from __future__ import annotations
@@ -60,8 +63,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"delta-upload: {exc}")
     from functions_framework import create_app
     from functions_framework._http.gunicorn import GunicornApplication
+    from werkzeug.exceptions import HTTPException
+
+    from functions._http import framework_error
 
     app = create_app(args.target, args.source, args.signature_type)  # type: ignore[no-untyped-call]
+    app.register_error_handler(HTTPException, framework_error)
     server = GunicornApplication(app, args.host, args.port, False,  # type: ignore[no-untyped-call]
                                  **gunicorn_options(settings))
     server.run()

@@ -68,6 +68,12 @@ def test_a_large_header_field_is_refused(service: ServiceProcess) -> None:
     assert b"bbbb" not in answer, "the refusal does not echo the request"
 
 
+def test_a_path_the_router_cannot_match_gets_the_error_envelope(service: ServiceProcess) -> None:
+    answer = exchange(service.port, b"GET /api/v1/delta/status%0A<b>x</b> HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status_of(answer) == 404 and envelope(answer)["code"] == "NOT_FOUND"
+    assert b"<b>" not in answer
+
+
 def test_a_request_line_over_the_limit_and_a_malformed_one_get_the_error_envelope(
     service: ServiceProcess,
 ) -> None:
