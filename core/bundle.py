@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from core.errors import BundleTooLarge, DeltaError, InvalidBundle
+from core.errors import BundleTooLarge, DeltaError, InvalidBundle, concerning
 from core.keys import BUNDLE_ID
 from core.models import OPERATION_KINDS, Manifest, Operation, OperationsFile
 from core.paths import check_path, path_problem
@@ -195,18 +195,11 @@ def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
     if not BUNDLE_ID.fullmatch(manifest.bundle_id):
         raise InvalidBundle("manifest bundle_id must be 1-128 letters, digits, '.', '_' or '-'")
     operations: list[Operation] = []
-    if OPERATIONS in staged:
-        try:
+    with concerning(manifest.bundle_id):
+        if OPERATIONS in staged:
             operations = _parse(staged, OPERATIONS, OperationsFile, limits).operations
-        except DeltaError as exc:
-            exc.bundle_id = manifest.bundle_id
-            raise
-    bundle = Bundle(manifest=manifest, operations=operations, staged=staged)
-    try:
+        bundle = Bundle(manifest=manifest, operations=operations, staged=staged)
         _check_operations(bundle)
-    except DeltaError as exc:
-        exc.bundle_id = manifest.bundle_id
-        raise
     return bundle
 
 

@@ -34,6 +34,8 @@ echo request data beyond the bundle-relative path being refused.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -212,6 +214,17 @@ class StorageUnavailable(Unavailable):
 
 class IndexUnavailable(Unavailable):
     code = "INDEX_UNAVAILABLE"
+
+
+@contextmanager
+def concerning(bundle_id: str) -> Iterator[None]:
+    """Tag a `DeltaError` raised inside with the bundle it concerns (for the log line of
+    a refusal); an id already set by an inner block stands."""
+    try:
+        yield
+    except DeltaError as exc:
+        exc.bundle_id = exc.bundle_id or bundle_id
+        raise
 
 
 def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:

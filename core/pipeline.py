@@ -38,6 +38,7 @@ from core.errors import (
     InvalidBundle,
     ProcessingError,
     WorkspaceBusy,
+    concerning,
 )
 from core.faults import Faults
 from core.indexing.indexer import Indexer
@@ -83,16 +84,6 @@ def spooled(stream: IO[bytes], scratch: Path, limit: int) -> Iterator[tuple[Path
         path.unlink(missing_ok=True)
 
 
-@contextmanager
-def _about(bundle_id: str) -> Iterator[None]:
-    """Tag an error raised while processing a bundle with its id (for the log line)."""
-    try:
-        yield
-    except DeltaError as exc:
-        exc.bundle_id = exc.bundle_id or bundle_id
-        raise
-
-
 class Laps:
     """Wall time of consecutive pipeline steps, in milliseconds."""
 
@@ -129,7 +120,7 @@ class Pipeline:
         with (
             spooled(stream, scratch, self.settings.max_bundle_bytes) as (raw, raw_sha1),
             open_bundle(raw, scratch, self.limits) as bundle,
-            _about(bundle.bundle_id),
+            concerning(bundle.bundle_id),
         ):
             metrics.BYTES_RECEIVED.inc(raw.stat().st_size)
             laps.lap("read")
