@@ -7,6 +7,7 @@ names the variable; nothing here writes back to `os.environ`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
     upload_timeout_secs: int = Field(300, ge=1, le=86_400)
     lease_secs: float = Field(60.0, gt=0, le=86_400)
     claim_wait_secs: float = Field(30.0, ge=0, le=3600)
+    # per storage/Qdrant request; unset: LEASE_SECS / 8 (at most 30 s), so that every
+    # request of a claim ends well inside its lease (core.fence, docs/storage-layout.md)
+    request_timeout_secs: float | None = Field(None, gt=0, le=300)
+    apply_batch_files: int = Field(512, ge=1, le=100_000)  # tree writes between lease checks
     manifest_page_limit: int = Field(1000, ge=1, le=100_000)
     fault_injection: str | None = None  # tests only: see core/faults.py
     google_cloud_project: str | None = None  # for trace ids in Cloud Logging
@@ -135,6 +140,30 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("s3://", "file://")):
             raise ValueError("must start with s3:// or file://")
         return value
+
+    @model_validator(mode="after")
+    def _timeouts_inside_the_lease(self) -> Settings:
+        # a request's worst case (connect, send, answer) must leave room to renew the lease
+        if max(3 * self.resolved_request_timeout, self.qdrant_request_bound) > self.lease_secs / 2:
+            raise ValueError("REQUEST_TIMEOUT_SECS: a request's worst case (three of it, or two "
+                             "whole seconds of it for a Qdrant server) must fit in half of LEASE_SECS")
+        return self
+
+    @property
+    def resolved_request_timeout(self) -> float:
+        return self.request_timeout_secs or min(30.0, self.lease_secs / 8)
+
+    @property
+    def qdrant_timeout(self) -> int:
+        """qdrant-client takes whole seconds (it rounds up)."""
+        return max(1, math.ceil(self.resolved_request_timeout))
+
+    @property
+    def qdrant_request_bound(self) -> float:
+        """The longest a Qdrant server request stays in flight (connect, then answer);
+        nothing for the embedded engine, which is a call in this process."""
+        remote = self.qdrant_url.startswith(("http://", "https://"))
+        return 2.0 * self.qdrant_timeout if remote and self.indexing_enabled else 0.0
 
     @property
     def resolved_storage_url(self) -> str:

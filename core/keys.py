@@ -126,9 +126,15 @@ def plan_key(ws: str, bundle_id: str) -> str:
     return f"workspaces/{ws}/plans/{bundle_id}.json"
 
 
-def stash_key(ws: str, bundle_id: str, number: int) -> str:
-    """Pre-bundle bytes of a move source that the same bundle overwrites."""
-    return f"workspaces/{ws}/plans/{bundle_id}.stash/{number}"
+def stash_key(ws: str, bundle_id: str, owner: str, number: int) -> str:
+    """Pre-bundle bytes of a move source that the same bundle overwrites, under the
+    name of the claim that planned it: a late stash of a claim that lost its lease
+    lands beside the taker's, never on it."""
+    return f"{stash_prefix(ws, bundle_id)}{owner}/{number}"
+
+
+def stash_prefix(ws: str, bundle_id: str) -> str:
+    return f"workspaces/{ws}/plans/{bundle_id}.stash/"
 
 
 def tree_prefix(ws: str) -> str:

@@ -11,7 +11,9 @@
 
 Each step is keyed by bundle id and safe to repeat, so a client retry, a
 redelivered event or an instance that died part-way all converge on the state
-of one clean run. A stalled claim (expired lease) is finished by replaying its
+of one clean run. Every write of steps 4-7 goes through the claim's
+`core.fence.Fence`, so an instance that lost its lease writes nothing more
+(503 LEASE_LOST) and cannot undo a taker's work. A stalled claim (expired lease) is finished by replaying its
 raw bundle from storage before the next bundle is claimed.
 """
 
@@ -41,9 +43,18 @@ from core.errors import (
     concerning,
 )
 from core.faults import Faults
+from core.fence import Fence
 from core.indexing.indexer import Indexer
 from core.indexing.sync import IndexTarget
-from core.keys import alias_key, journal_key, plan_key, raw_bundle_key, result_key, workspace_key
+from core.keys import (
+    alias_key,
+    journal_key,
+    plan_key,
+    raw_bundle_key,
+    result_key,
+    stash_prefix,
+    workspace_key,
+)
 from core.models import UploadRequest, UploadResult
 from core.names import stored_collection
 from core.sequences import (
@@ -51,13 +62,14 @@ from core.sequences import (
     Busy,
     Claimed,
     Duplicate,
+    LeaseLost,
     PendingBundle,
     Sequences,
     Stalled,
     utc_now,
 )
-from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
-from core.workspace import ApplyPlan, execute, make_plan, read_before
+from core.storage import ObjectNotFound, ObjectStore
+from core.workspace import ApplyPlan, execute, make_plan, read_before, stash_sources
 
 log = logging.getLogger(__name__)
 SPOOL_CHUNK = 1024 * 1024
@@ -182,10 +194,12 @@ class Pipeline:
                 return result
             if isinstance(outcome, Claimed):
                 laps.lap("claim")
-                return self._apply(sequences, outcome.pending, bundle, started, claim, laps)
+                return self._apply(sequences, outcome, bundle, started, claim, laps)
             if isinstance(outcome, Stalled):
-                self.replay(sequences, outcome.pending)
-                continue
+                taken = self.replay(sequences, outcome.pending)
+                if taken:
+                    continue
+                outcome = Busy(outcome.pending)  # its owner holds the workspace's lock: wait
             assert isinstance(outcome, Busy)
             if time.monotonic() >= deadline:
                 wait = max(1, int(outcome.pending.lease_expires_at - time.time()) + 1)
@@ -195,8 +209,9 @@ class Pipeline:
                 )
             time.sleep(BUSY_POLL_SECS)
 
-    def replay(self, sequences: Sequences, stalled: PendingBundle) -> None:
-        """Finish a bundle whose instance died, from its raw bundle in storage."""
+    def replay(self, sequences: Sequences, stalled: PendingBundle) -> bool:
+        """Finish a bundle whose instance died, from its raw bundle in storage; False if
+        it could not be taken over after all (its owner is writing: filesystem lock)."""
         log.warning("replaying stalled bundle %s (sequence %s)", stalled.bundle_id, stalled.sequence)
         head, _ = sequences.read()
         assert head is not None
@@ -222,25 +237,32 @@ class Pipeline:
             with open_bundle(raw, scratch, self.limits) as bundle:
                 outcome = sequences.claim(claim)
                 if isinstance(outcome, Claimed):
-                    self._apply(sequences, outcome.pending, bundle, time.monotonic(), claim, Laps())
+                    self._apply(sequences, outcome, bundle, time.monotonic(), claim, Laps())
+                return not isinstance(outcome, Busy)
         finally:
             raw.unlink(missing_ok=True)
 
     def _apply(
         self,
         sequences: Sequences,
-        mine: PendingBundle,
+        claimed: Claimed,
         bundle: Bundle,
         started: float,
         claim: BundleClaim,
         laps: Laps,
     ) -> UploadResult:
         ws = sequences.ws
-        lease = _Lease(sequences, mine)
+        mine = claimed.pending
+        fence = Fence(sequences, claimed, max(self.store.request_bound_secs,
+                                              self.settings.qdrant_request_bound if self.indexer else 0.0))
         faults = self.faults
+
+        def checkpoint(point: str) -> None:
+            faults.at(point, bundle.bundle_id)
+
         try:
             faults.at("after_claim", bundle.bundle_id)
-            plan = self._plan(ws, bundle)
+            plan = self._plan(ws, bundle, fence)
             faults.at("after_plan", bundle.bundle_id)
             laps.lap("plan")
             indexing = None
@@ -256,16 +278,12 @@ class Pipeline:
                 max_bytes = self.indexer.max_file_bytes
                 indexing = self.indexer.index(
                     target, plan, bundle,
-                    before=lambda paths: read_before(self.store, ws, plan, paths, max_bytes))
-                lease.heartbeat()
+                    before=lambda paths: read_before(self.store, ws, plan, paths, max_bytes),
+                    fence=fence.qdrant, checkpoint=checkpoint)
             faults.at("after_index", bundle.bundle_id)
             laps.lap("index")
-
-            def heartbeat() -> None:
-                lease.heartbeat()
-                faults.at("mid_apply", bundle.bundle_id)
-
-            execute(self.store, ws, plan, bundle, heartbeat)
+            execute(self.store, ws, plan, bundle, fence,
+                    batch_files=self.settings.apply_batch_files, checkpoint=checkpoint)
             faults.at("after_apply", bundle.bundle_id)
             laps.lap("apply")
             result = UploadResult(
@@ -282,68 +300,68 @@ class Pipeline:
                 processing_time_ms=_elapsed_ms(started),
                 committed_at=utc_now(),
             )
-            self._commit(sequences, lease.pending, result, plan)
+            result = self._commit(sequences, fence, result, plan)
             laps.lap("commit")
-        except BaseException:
-            _release_quietly(sequences, lease.pending)
+        except BaseException as exc:
+            if isinstance(exc, LeaseLost):
+                log.warning("bundle %s: lease lost, stopped writing: %s", bundle.bundle_id, exc.message)
+            _release_quietly(sequences, fence.pending)  # only while the head still names us
             raise
         _report(result, laps.ms, duplicate=False)
         # the stored result was written by the commit, so only this answer can time it
         return result.model_copy(update={"timings_ms": dict(laps.ms),
                                          "processing_time_ms": _elapsed_ms(started)})
 
-    def _plan(self, ws: str, bundle: Bundle) -> ApplyPlan:
-        """The stored plan of this bundle, or a new one stored write-once."""
+    def _plan(self, ws: str, bundle: Bundle, fence: Fence) -> ApplyPlan:
+        """The stored plan of this bundle, or a new one stored write-once (a taker's
+        stored first stands: both then apply the same plan)."""
         key = plan_key(ws, bundle.bundle_id)
         try:
             return ApplyPlan.model_validate_json(self.store.get(key).body)
         except ObjectNotFound:
             pass
-        plan = make_plan(self.store, ws, bundle)
-        try:
-            self.store.put_if_absent(key, plan.model_dump_json().encode())
-        except PreconditionFailed:
-            return ApplyPlan.model_validate_json(self.store.get(key).body)
-        return plan
+        plan = make_plan(self.store, ws, bundle, fence.pending.owner)
+        self.faults.at("mid_plan", bundle.bundle_id)
+        stash_sources(self.store, ws, plan, fence)
+        with fence.section():
+            stored = fence.put_once(key, plan.model_dump_json().encode(), lambda _: True)
+        return ApplyPlan.model_validate_json(stored)
 
-    def _commit(
-        self, sequences: Sequences, mine: PendingBundle, result: UploadResult, plan: ApplyPlan
-    ) -> None:
+    def _commit(self, sequences: Sequences, fence: Fence, result: UploadResult,
+                plan: ApplyPlan) -> UploadResult:
+        """Journal, result, head. A journal or result a taker wrote first for this same
+        bundle stands, and is the answer (the head then says it is committed)."""
         ws = sequences.ws
-        body = result.model_dump_json(indent=1).encode()
+        mine = fence.pending
         bundle_id = result.bundle_id
-        self.store.put(journal_key(ws, mine.sequence), body)
+
+        def same(body: bytes) -> bool:
+            stored = UploadResult.model_validate_json(body)
+            return stored.bundle_id == bundle_id and stored.sequence_number == mine.sequence
+
+        with fence.section():
+            body = fence.put_once(journal_key(ws, mine.sequence),
+                                  result.model_dump_json(indent=1).encode(), same)
         self.faults.at("after_journal", bundle_id)
-        self.store.put(result_key(ws, bundle_id), body)
+        with fence.section():
+            fence.put_once(result_key(ws, bundle_id), body, same)
         self.faults.at("after_result", bundle_id)
+        result = UploadResult.model_validate_json(body)
         sequences.commit(mine, result.committed_at)
         self.faults.at("after_commit", bundle_id)
-        self._remove_plan(ws, bundle_id, plan)
+        # stashes of another claim can exist only if this bundle was taken over
+        self._remove_plan(ws, bundle_id, stashes=bool(plan.stashed) or mine.attempt > 1)
+        return result
 
-    def _remove_plan(self, ws: str, bundle_id: str, plan: ApplyPlan | None = None) -> None:
-        """Best effort once committed: a left-over plan is only clutter."""
+    def _remove_plan(self, ws: str, bundle_id: str, stashes: bool = True) -> None:
+        """Best effort once committed: a left-over plan or stash is only clutter. With
+        `stashes`, every claim's stashes of the bundle go, also a lost lease's."""
         try:
-            if plan is None:
-                plan = ApplyPlan.model_validate_json(self.store.get(plan_key(ws, bundle_id)).body)
-            for key in [*plan.stashed, plan_key(ws, bundle_id)]:
+            found = list(self.store.list(stash_prefix(ws, bundle_id))) if stashes else []
+            for key in [*found, plan_key(ws, bundle_id)]:
                 self.store.delete(key)
-        except ObjectNotFound:
-            return
         except Exception:
             log.warning("could not remove the plan of bundle %s", bundle_id, exc_info=True)
-
-
-class _Lease:
-    """Renews the claim's lease when a third of it has passed."""
-
-    def __init__(self, sequences: Sequences, pending: PendingBundle) -> None:
-        self.sequences = sequences
-        self.pending = pending
-
-    def heartbeat(self) -> None:
-        remaining = self.pending.lease_expires_at - time.time()
-        if remaining < self.sequences.lease_secs * 2 / 3:
-            self.pending = self.sequences.renew(self.pending)
 
 
 def _elapsed_ms(started: float) -> float:

@@ -27,7 +27,9 @@ def open_qdrant(settings: Settings) -> Any:
 
     url = settings.qdrant_url
     if is_remote(url):
-        return QdrantClient(url=url, api_key=settings.qdrant_api_key, timeout=10)
+        # bounded inside the lease, like storage requests (core.fence)
+        return QdrantClient(url=url, api_key=settings.qdrant_api_key,
+                            timeout=settings.qdrant_timeout)
     if url == ":memory:":
         return Serialized(QdrantClient(location=":memory:"))
     return Serialized(QdrantClient(path=url.removeprefix("file://")))

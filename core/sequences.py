@@ -17,7 +17,9 @@ race: the loser re-reads and re-decides. Decisions on a read head, for a bundle 
 
 A claimed bundle is never abandoned: it is committed with its sequence number
 by its owner or by whoever takes the expired lease over, so numbers are neither
-skipped nor reused.
+skipped nor reused. A lease counts as expired for a taker only `grace` after
+`lease_expires_at`, while its owner stops writing before it (`core.fence`);
+only the owner named in the head renews or commits.
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import SequenceMismatch, Unavailable
 from core.keys import head_key, result_key
 from core.models import UploadResult
-from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+from core.storage import ObjectLocked, ObjectNotFound, ObjectStore, PreconditionFailed
 
 FORMAT = 1
+GRACE_FRACTION = 0.1  # of the lease: what a taker waits past the expiry, for clock skew
+
+
+def lease_clock() -> float:
+    """The clock an owner measures its lease on: monotonic, and still counting while the
+    machine is suspended or the VM paused (CLOCK_BOOTTIME), so a frozen owner that wakes
+    knows its lease is gone before it writes."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 class HeadStatus(StrEnum):
@@ -60,8 +70,8 @@ class PendingBundle(BaseModel):
     claimed_at: str
     lease_expires_at: float
 
-    def expired(self, now: float) -> bool:
-        return now >= self.lease_expires_at
+    def expired(self, now: float, grace: float = 0.0) -> bool:
+        return now >= self.lease_expires_at + grace
 
 
 class HeadRecord(BaseModel):
@@ -90,6 +100,7 @@ class LeaseLost(Unavailable):
 class Claimed:
     pending: PendingBundle
     resumed: bool
+    granted_at: float  # `lease_clock()` read before the lease was written: its owner's start
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class Sequences:
         self.store = store
         self.ws = ws
         self.lease_secs = lease_secs
+        self.grace = lease_secs * GRACE_FRACTION
 
     def read(self) -> tuple[HeadRecord | None, str | None]:
         try:
@@ -174,21 +186,26 @@ class Sequences:
             done = self.committed_result(head, claim.bundle_id)
             if done is not None:
                 return Duplicate(done)
+            granted = lease_clock()
             now = time.time()
             pending = head.pending if head else None
             if pending is not None:
+                expired = pending.expired(now, self.grace)
                 if pending.bundle_id == claim.bundle_id:
-                    if not pending.expired(now):
+                    if not expired:
                         return Busy(pending)
                     taken = pending.model_copy(
                         update={"owner": _owner(), "attempt": pending.attempt + 1,
                                 "lease_expires_at": now + self.lease_secs}
                     )
-                    if self._swap(head, etag, {"pending": taken}):
-                        return Claimed(taken, resumed=True)
+                    try:
+                        if self._swap(head, etag, {"pending": taken}):
+                            return Claimed(taken, resumed=True, granted_at=granted)
+                    except ObjectLocked:  # its owner is writing right now (filesystem)
+                        return Busy(pending)
                     continue
                 _check_requested(claim, pending.sequence + 1)
-                return Stalled(pending) if pending.expired(now) else Busy(pending)
+                return Stalled(pending) if expired else Busy(pending)
             last = head.last_sequence if head else 0
             _check_requested(claim, last + 1)
             fresh = PendingBundle(
@@ -215,18 +232,23 @@ class Sequences:
                     self.store.put_if_absent(head_key(self.ws), _dump(record))
                 except PreconditionFailed:
                     continue
-                return Claimed(fresh, resumed=False)
+                return Claimed(fresh, resumed=False, granted_at=granted)
             changes = {"pending": fresh, "status": HeadStatus.APPLYING,
                        "collection_name": claim.collection_name,
                        "source_path": claim.source_path or head.source_path}
-            if self._swap(head, etag, changes):
-                return Claimed(fresh, resumed=False)
+            if self._swap(head, etag, changes):  # ObjectLocked: a stale writer checks its claim
+                return Claimed(fresh, resumed=False, granted_at=granted)
+
+    def owns(self, mine: PendingBundle) -> bool:
+        """Whether the head still names `mine`'s owner as the one applying it."""
+        head, _ = self.read()
+        return _owned(head, mine)
 
     def renew(self, mine: PendingBundle) -> PendingBundle:
         """Extend the lease; `LeaseLost` if another instance took the bundle over."""
         while True:
             head, etag = self.read()
-            if head is None or head.pending is None or head.pending.owner != mine.owner:
+            if not _owned(head, mine):
                 raise LeaseLost("another instance took this bundle over", retry_after_s=1)
             renewed = mine.model_copy(update={"lease_expires_at": time.time() + self.lease_secs})
             if self._swap(head, etag, {"pending": renewed}):
@@ -235,17 +257,18 @@ class Sequences:
     def release(self, mine: PendingBundle) -> None:
         """Best effort after a failure: let the next attempt take over at once."""
         head, etag = self.read()
-        if head is not None and head.pending is not None and head.pending.owner == mine.owner:
+        if _owned(head, mine):
             self._swap(head, etag, {"pending": mine.model_copy(update={"lease_expires_at": 0.0})})
 
     def commit(self, mine: PendingBundle, committed_at: str) -> None:
-        """Make `mine` the last sequence. Idempotent: a commit already made is fine."""
+        """Make `mine` the last sequence. Idempotent: a commit already made is fine. Only
+        the owner commits: a taker may be writing the same bundle's plan right now."""
         while True:
             head, etag = self.read()
             if head is not None and head.last_sequence >= mine.sequence:
                 return
-            if head is None or head.pending is None or head.pending.bundle_id != mine.bundle_id:
-                raise LeaseLost("the claimed bundle vanished from the head record")
+            if not _owned(head, mine):
+                raise LeaseLost("another instance took this bundle over", retry_after_s=1)
             changes = {
                 "pending": None,
                 "status": HeadStatus.IDLE,
@@ -265,6 +288,11 @@ class Sequences:
         except PreconditionFailed:
             return False
         return True
+
+
+def _owned(head: HeadRecord | None, mine: PendingBundle) -> bool:
+    return (head is not None and head.pending is not None and head.pending.owner == mine.owner
+            and head.pending.bundle_id == mine.bundle_id)
 
 
 def _check_requested(claim: BundleClaim, expected: int) -> None:

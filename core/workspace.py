@@ -16,7 +16,9 @@ carries it out in an order that is safe to repeat:
     4. deletes  the other move sources, whose bytes now stand elsewhere
 
 Sources are removed only in step 4, after every copy landed, so a replay that
-finds a source gone finds its destination already in place. Cost is at most one
+finds a source gone finds its destination already in place. Every write goes
+through the claim's `core.fence.Fence`, conditional on the etag the survey saw
+at its path (`etags_before`), in sections of `batch_files` writes. Cost is at most one
 HEAD per path named (a folder with many of the bundle's paths below it is listed
 once instead, and only the files found there get a HEAD): it grows with the delta
 and the folders it touches, never with the whole workspace.
@@ -29,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
@@ -37,7 +39,10 @@ from core.bundle import Bundle
 from core.keys import stash_key, tree_key, tree_prefix
 from core.models import OperationFailure, ProcessedOperations
 from core.net_effect import Held, NetEffect, replay, unchanged
-from core.storage import FolderEntries, ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
+from core.storage import Expect, FolderEntries, ObjectInfo, ObjectNotFound, ObjectStore, PathConflict
+
+if TYPE_CHECKING:
+    from core.fence import Fence
 
 log = logging.getLogger(__name__)
 LIST_FROM = 8  # paths under one folder from which one listing costs less than a HEAD each
@@ -75,6 +80,13 @@ class ApplyPlan(BaseModel):
     # size of every file the bundle names that the tree held before it (None in plans
     # stored before this field existed): lets indexing read the replaced versions
     sizes_before: dict[str, int] | None = None
+    # etag of every such file at planning (None in older plans): the condition each
+    # tree write of the plan carries, so a claim that lost its lease cannot land one
+    etags_before: dict[str, str] | None = None
+
+    def expect(self, path: str) -> Expect | None:
+        """The state `path` must be in for this plan's write there to take effect."""
+        return None if self.etags_before is None else Expect(self.etags_before.get(path))
 
 
 def parallel_map(store: ObjectStore, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -87,19 +99,20 @@ def parallel_map(store: ObjectStore, fn: Callable[[T], R], items: Iterable[T]) -
         return list(pool.map(fn, items))
 
 
-def make_plan(store: ObjectStore, ws: str, bundle: Bundle) -> ApplyPlan:
+def make_plan(store: ObjectStore, ws: str, bundle: Bundle, owner: str) -> ApplyPlan:
     """Survey the paths the bundle names, replay its operations in order on that
     picture (`core.net_effect`), fail what cannot stand in the final tree, and turn
-    each path's net change into actions."""
+    each path's net change into actions. Writes nothing: the stashes it names (after
+    `owner`, the claim planning) are made by `stash_sources`."""
     ops = bundle.operations
     survey = _survey(store, ws, {p for op in ops for p in (op.target, op.source) if p})
-    infos = survey.infos
-    plan = ApplyPlan(bundle_id=bundle.bundle_id,
-                     sizes_before={p: info.size for p, info in infos.items() if info is not None})
-    effect = replay(ops, bundle.content, {p: info.sha1 for p, info in infos.items() if info is not None})
+    held = {p: info for p, info in survey.infos.items() if info is not None}
+    plan = ApplyPlan(bundle_id=bundle.bundle_id, sizes_before={p: i.size for p, i in held.items()},
+                     etags_before={p: i.etag for p, i in held.items()})
+    effect = replay(ops, bundle.content, {p: info.sha1 for p, info in held.items()})
     _fail_collisions(store, ws, effect, survey)
     vacated = _plan_changes(plan, effect)
-    _order_sources(store, ws, plan, vacated)
+    _order_sources(ws, plan, vacated, owner)
     return plan
 
 
@@ -233,8 +246,8 @@ def _plan_changes(plan: ApplyPlan, effect: NetEffect) -> list[str]:
     return vacated
 
 
-def _order_sources(store: ObjectStore, ws: str, plan: ApplyPlan, vacated: list[str]) -> None:
-    """Copy aside the move sources that this bundle overwrites (rename chains, swaps,
+def _order_sources(ws: str, plan: ApplyPlan, vacated: list[str], owner: str) -> None:
+    """Name stashes for the move sources that this bundle overwrites (rename chains, swaps,
     a path renamed away and created anew) or that must go before the writes (a file
     that becomes a folder, a folder that becomes a file), so every copy reads the
     pre-bundle bytes whatever the order. Other move sources are removed last, after
@@ -245,25 +258,46 @@ def _order_sources(store: ObjectStore, ws: str, plan: ApplyPlan, vacated: list[s
     for number, step in enumerate(plan.copies):
         step.source_key = tree_key(ws, step.source)
         if step.source in written or step.source in early:
-            stash = stash_key(ws, plan.bundle_id, number)
-            store.copy(step.source_key, stash)
+            stash = stash_key(ws, plan.bundle_id, owner, number)
             step.source_key = stash
             plan.stashed.append(stash)
     plan.removals.extend(p for p in vacated if p in early)
     plan.deletes = [p for p in vacated if p not in early]
 
 
+def stash_sources(store: ObjectStore, ws: str, plan: ApplyPlan, fence: Fence) -> None:
+    """Copy aside the pre-bundle bytes of the sources `make_plan` stashed; the keys
+    are the planning claim's own, so the copies need no condition."""
+    stashed = set(plan.stashed)
+    todo = [c for c in plan.copies if c.source_key in stashed]
+    if todo:
+        with fence.section():
+            parallel_map(store, lambda c: fence.copy(tree_key(ws, c.source), c.source_key, None, None), todo)
+
+
 def execute(
-    store: ObjectStore, ws: str, plan: ApplyPlan, bundle: Bundle, heartbeat: Callable[[], None]
+    store: ObjectStore, ws: str, plan: ApplyPlan, bundle: Bundle, fence: Fence, *,
+    batch_files: int = 512, checkpoint: Callable[[str], None] = lambda point: None,
 ) -> None:
-    """Carry out `plan`; safe to run again after a crash part-way through."""
+    """Carry out `plan`; safe to run again after a crash part-way through. `checkpoint`
+    is called between write batches ("mid_apply") and inside the first batch of
+    copies or writes ("mid_batch")."""
+
+    def remove(path: str) -> None:
+        fence.delete(tree_key(ws, path), plan.expect(path))
+
+    first: list[Copy] | list[Write] = plan.copies or plan.writes
+    marker = first[min(len(first), batch_files) // 2] if first else None  # where "mid_batch" is
 
     def copy(step: Copy) -> None:
-        dest = store.head(tree_key(ws, step.dest))
+        if step is marker:
+            checkpoint("mid_batch")
+        key = tree_key(ws, step.dest)
+        dest = store.head(key)
         if dest is not None and step.sha1 and dest.sha1 == step.sha1:
             return
         try:
-            store.copy(step.source_key, tree_key(ws, step.dest))
+            fence.copy(step.source_key, key, step.sha1, plan.expect(step.dest))
         except ObjectNotFound:
             if dest is None:
                 raise
@@ -273,19 +307,29 @@ def execute(
     uses = Counter(w.member for w in plan.writes)  # a member renamed in the bundle may land twice
 
     def write(step: Write) -> None:
+        if step is marker:
+            checkpoint("mid_batch")
         staged = bundle.staged[step.member]
         try:
-            store.put_file(tree_key(ws, step.path), staged.path, step.sha1, consume=uses[step.member] == 1)
+            fence.put_file(tree_key(ws, step.path), staged.path, step.sha1, plan.expect(step.path),
+                           consume=uses[step.member] == 1)
         except PathConflict:  # planning refuses these; a tree changed by hand can still hold one
             log.warning("skipped %s: it conflicts with a file or folder of the tree", step.path)
 
-    parallel_map(store, lambda path: store.delete(tree_key(ws, path)), plan.removals)
-    parallel_map(store, copy, plan.copies)
-    heartbeat()
-    for batch in _batches(plan.writes, 512):
-        parallel_map(store, write, batch)
-        heartbeat()
-    parallel_map(store, lambda path: store.delete(tree_key(ws, path)), plan.deletes)
+    for removals in _batches(plan.removals, batch_files):
+        with fence.section():
+            parallel_map(store, remove, removals)
+    for copies in _batches(plan.copies, batch_files):
+        with fence.section():
+            parallel_map(store, copy, copies)
+    checkpoint("mid_apply")
+    for writes in _batches(plan.writes, batch_files):
+        with fence.section():
+            parallel_map(store, write, writes)
+        checkpoint("mid_apply")
+    for deletes in _batches(plan.deletes, batch_files):
+        with fence.section():
+            parallel_map(store, remove, deletes)
 
 
 def read_before(

@@ -60,17 +60,19 @@ class Indexer:
     def max_file_bytes(self) -> int:
         return self.settings.index_max_file_kb * 1024
 
-    def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle,
-              before: ReadBefore) -> IndexingStats:
-        """Bring `target` in line with `plan`; `before` reads the files the bundle replaces."""
+    def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle, before: ReadBefore,
+              fence: Callable[[Any], Any] = lambda client: client,
+              checkpoint: Callable[[str], None] = lambda point: None) -> IndexingStats:
+        """Bring `target` in line with `plan`; `before` reads the files the bundle replaces,
+        `fence` wraps the client so that every write is the claim's (`core.fence`)."""
         self.prepare(target.collection)
-        sync = QdrantSync(self.qdrant.client(), self.embedder, target, before,
+        sync = QdrantSync(fence(self.qdrant.client()), self.embedder, target, before,
                           max_file_bytes=self.max_file_bytes,
                           ordering=self.settings.qdrant_write_ordering,
                           # a server indexes metadata.path, so a filter there is cheap
                           scan_paths=is_remote(self.settings.qdrant_url))
         with _qdrant_errors():
-            return sync.run(plan, bundle)
+            return sync.run(plan, bundle, checkpoint)
 
     def count_points(self, collection: str, workspace: str) -> int | None:
         """Points indexed for a workspace, or None when Qdrant cannot say right now."""

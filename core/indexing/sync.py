@@ -100,12 +100,16 @@ class QdrantSync:
         self._held_ids: dict[str, list[str]] = {}  # path -> ids of its pre-bundle chunks
 
     # public -------------------------------------------------------------------
-    def run(self, plan: ApplyPlan, bundle: Bundle) -> IndexingStats:
+    def run(self, plan: ApplyPlan, bundle: Bundle,
+            checkpoint: Callable[[str], None] = lambda point: None) -> IndexingStats:
+        """`checkpoint("mid_index")` is called after re-pointing and after each batch of files."""
         started = time.monotonic()
         if plan.copies:  # first: a write may replace a path whose points move elsewhere
             self._repoint({c.source: c.dest for c in plan.copies})
+            checkpoint("mid_index")
         for start in range(0, len(plan.writes), FILES_PER_BATCH):
             self._sync_files(plan.writes[start : start + FILES_PER_BATCH], bundle)
+            checkpoint("mid_index")
         gone = plan.removals + plan.deletes
         if gone:
             self._delete_ids([p.id for p in self._existing(gone, vectors=False)])

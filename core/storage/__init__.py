@@ -7,8 +7,10 @@ from urllib.parse import unquote, urlparse
 
 from core.config import Settings
 from core.storage.base import (
+    Expect,
     FolderEntries,
     ObjectInfo,
+    ObjectLocked,
     ObjectNotFound,
     ObjectStore,
     PathConflict,
@@ -17,8 +19,10 @@ from core.storage.base import (
 )
 
 __all__ = [
+    "Expect",
     "FolderEntries",
     "ObjectInfo",
+    "ObjectLocked",
     "ObjectNotFound",
     "ObjectStore",
     "PathConflict",
@@ -46,6 +50,7 @@ def open_store(settings: Settings) -> ObjectStore:
             max_connections=settings.s3_max_connections,
             scratch_dir=scratch,
             presign_endpoint_url=settings.s3_presign_endpoint_url,
+            timeout_secs=settings.resolved_request_timeout,
         )
     from core.storage.filesystem import FilesystemStore
 

@@ -7,6 +7,12 @@ Keys are `/`-separated strings relative to the backend's prefix (see
     put_if_match(key, etag)   succeeds only if the object's etag is still `etag`
                               (S3 If-Match); otherwise PreconditionFailed
 
+Tree writes may carry an `Expect`: the etag the key must still hold, or that it
+must hold nothing. It is how a late write of an instance that lost its claim
+is refused by the store itself on S3 (`core.fence`); the filesystem fences
+with a lock instead (`fences_with_locks`) and honours an `Expect` by comparing
+under the key's lock.
+
 Backends translate their own errors at the boundary: a missing object is
 `ObjectNotFound`, a lost condition is `PreconditionFailed`, anything that makes
 storage unreachable is `core.errors.StorageUnavailable`.
@@ -16,9 +22,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from core.errors import WorkspaceBusy
 
 SHA1_CHUNK = 1024 * 1024
 
@@ -29,6 +38,14 @@ class ObjectNotFound(Exception):
 
 class PreconditionFailed(Exception):
     """A conditional write lost: the object exists, or its etag changed."""
+
+
+class ObjectLocked(WorkspaceBusy):
+    """A key's lock stayed held by another writer past the wait a store allows: the
+    instance applying this workspace's claim is writing (or frozen while it was)."""
+
+    def __init__(self) -> None:
+        super().__init__("another instance is writing to this workspace", retry_after_s=1)
 
 
 class PathConflict(Exception):
@@ -53,6 +70,13 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """The state a conditional tree write requires: an object with `etag`, or none."""
+
+    etag: str | None
+
+
+@dataclass(frozen=True)
 class FolderEntries:
     """One level of the key space under a folder prefix: object names and sub-folder names."""
 
@@ -71,6 +95,10 @@ class ObjectStore(Protocol):
     kind: str
     scratch_dir: Path
     parallel_io: int  # how many requests a bulk step may have in flight
+    # True: writes of a claim are fenced by `shared_lock` on its head record (the
+    # filesystem's flock); False: by `Expect` conditions and the lease deadline (S3)
+    fences_with_locks: bool
+    request_bound_secs: float  # the longest one request can stay in flight (timeouts)
 
     def describe(self) -> str: ...
 
@@ -88,13 +116,25 @@ class ObjectStore(Protocol):
 
     def put_if_match(self, key: str, body: bytes, etag: str) -> str: ...
 
-    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None: ...
+    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False,
+                 expect: Expect | None = None) -> None:
+        """Write a file's bytes; with `expect`, only if the key still holds that state
+        (else PreconditionFailed)."""
+        ...
 
     def put_file_if_absent(self, key: str, source: Path, sha1: str) -> bool: ...
 
-    def copy(self, source_key: str, dest_key: str) -> None: ...
+    def copy(self, source_key: str, dest_key: str, *, expect: Expect | None = None) -> None: ...
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str, *, expect: Expect | None = None) -> None:
+        """Remove a key (a missing one is fine); with `expect`, only if it still holds
+        that etag where the store can check it (Ceph RGW 16 deletes regardless)."""
+        ...
+
+    def shared_lock(self, key: str) -> AbstractContextManager[None]:
+        """Hold `key`'s lock shared: conditional writes of `key` wait until it is let go.
+        A no-op where the store has no locks."""
+        ...
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[str]: ...
 

@@ -4,8 +4,10 @@ Keys are paths below the root. Writes go to a temporary sibling and are renamed
 into place, so a reader sees the old object or the new one, never a part.
 Conditional writes hold an exclusive `flock` on a per-key lock file under
 `<root>/.locks` (CephFS honours flock across clients) while they compare and
-rename. The etag is derived from the bytes and the inode, so a rewrite with the
-same bytes still changes it.
+rename; a claim's writes hold its head record's lock shared (`shared_lock`), so
+the head cannot change hands while one is under way (`core.fence`). A lock is
+waited for at most `LOCK_WAIT_SECS`, then `ObjectLocked`. The etag is derived
+from the bytes and the inode, so a rewrite with the same bytes still changes it.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import fcntl
 import hashlib
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from core.errors import DirectUploadUnavailable, StorageUnavailable
 from core.storage.base import (
+    Expect,
     FolderEntries,
     ObjectInfo,
+    ObjectLocked,
     ObjectNotFound,
     PathConflict,
     PreconditionFailed,
@@ -32,6 +37,7 @@ from core.storage.base import (
 )
 
 TEMP_MARK = ".~tmp~"
+LOCK_WAIT_SECS = 2.0
 RESERVED_ROOT_NAMES = {".locks", ".scratch"}
 
 
@@ -40,6 +46,8 @@ class FilesystemStore:
 
     kind = "filesystem"
     parallel_io = 1  # local syscalls: threads only add lock traffic
+    fences_with_locks = True
+    request_bound_secs = 0.0  # a local syscall; a stalled one holds the lock, so nothing can meet it
 
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
@@ -164,9 +172,15 @@ class FilesystemStore:
         _fsync_dir(path.parent)
         return self.get(key).etag
 
-    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None:
+    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False,
+                 expect: Expect | None = None) -> None:
         """A consumed source on the same filesystem is renamed straight into place
         (a complete file, so the rename is as atomic as a temporary's would be)."""
+        if expect is not None:
+            with self._locked(key):
+                self._check(key, expect)
+                self.put_file(key, source, sha1, consume=consume)
+            return
         path = self._path(key)
         if consume:
             try:
@@ -240,13 +254,18 @@ class FilesystemStore:
             _fsync_dir(path.parent)
             return self.get(key).etag
 
-    def copy(self, source_key: str, dest_key: str) -> None:
+    def copy(self, source_key: str, dest_key: str, *, expect: Expect | None = None) -> None:
         source = self._path(source_key)
         if not source.is_file():
             raise ObjectNotFound(source_key)
-        self.put_file(dest_key, source, sha1="", consume=False)
+        self.put_file(dest_key, source, sha1="", consume=False, expect=expect)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, expect: Expect | None = None) -> None:
+        if expect is not None:
+            with self._locked(key):
+                self._check(key, expect)
+                self.delete(key)
+            return
         path = self._path(key)
         try:
             path.unlink()
@@ -266,11 +285,32 @@ class FilesystemStore:
                 return
             folder = folder.parent
 
+    def _check(self, key: str, expect: Expect) -> None:
+        current = self.head(key)
+        if (current.etag if current else None) != expect.etag:
+            raise PreconditionFailed(key)
+
+    def shared_lock(self, key: str) -> AbstractContextManager[None]:
+        return self._locked(key, shared=True)
+
     @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
+    def _locked(self, key: str, *, shared: bool = False) -> Iterator[None]:
+        """`flock` on the key's lock file, polled: a holder that is frozen must not
+        freeze the caller, which gets `ObjectLocked` after `LOCK_WAIT_SECS`."""
         name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
         with (self.root / ".locks" / name).open("a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_WAIT_SECS
+            pause = 0.001
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), mode)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ObjectLocked from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
             try:
                 yield
             finally:

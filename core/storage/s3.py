@@ -5,12 +5,24 @@ Conditional writes use S3's own preconditions: `If-None-Match: *` to create and
 spelling that AWS, moto and Ceph RGW 16 all accept. Tree files carry the SHA-1
 of their bytes as user metadata `sha1`, so a HEAD answers "is this content
 already there?" without reading the object.
+
+A claim's conditional tree writes go through a second client without botocore's
+retries: a retry is a new request that `core.fence` must admit (and a retried
+conditional write would misread its own first success as a lost condition);
+head CAS and records keep botocore's retries (RGW answers racing conditional
+PUTs of one key with a bare 500 now and then). Timeouts are bounded
+(`request_bound_secs`) so a claim's requests end well inside its lease. A
+conditional copy is a download and a conditional PUT: moto and Ceph RGW 16
+ignore CopyObject's destination conditions, and RGW 16 ignores If-Match on
+DeleteObject (tested in tests/contract).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +31,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.errors import StorageUnavailable
-from core.storage.base import FolderEntries, ObjectInfo, ObjectNotFound, PreconditionFailed, StoredObject
+from core.storage.base import (
+    Expect,
+    FolderEntries,
+    ObjectInfo,
+    ObjectNotFound,
+    PreconditionFailed,
+    StoredObject,
+    sha1_of_file,
+)
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -29,6 +49,7 @@ class S3Store:
     """`ObjectStore` over one bucket and key prefix."""
 
     kind = "s3"
+    fences_with_locks = False
 
     def __init__(
         self,
@@ -41,22 +62,31 @@ class S3Store:
         max_connections: int,
         scratch_dir: Path | None,
         presign_endpoint_url: str | None = None,
+        timeout_secs: float = 30.0,
     ) -> None:
         self.bucket = bucket
         self.parallel_io = max(1, max_connections // 2)  # requests in flight per bulk step
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        connect_timeout = min(5.0, timeout_secs)
+        # connect, send, answer: each socket step bounded by its timeout, no retry
+        self.request_bound_secs = connect_timeout + 2 * timeout_secs
         config = Config(
             s3={"addressing_style": addressing_style},
             retries={"max_attempts": 4, "mode": "standard"},
             max_pool_connections=max_connections,
-            connect_timeout=5,
-            read_timeout=60,
+            connect_timeout=connect_timeout,
+            read_timeout=timeout_secs,
             # checksums only where S3 requires them: RGW 16 and GCS refuse the newer defaults
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        self.client: Any = boto3.session.Session().client(
+        session = boto3.session.Session()
+        self.client: Any = session.client(
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1", config=config
+        )
+        self.writer: Any = session.client(
+            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+            config=config.merge(Config(retries={"total_max_attempts": 1})),
         )
         self.endpoint_url = endpoint_url
         # presigned URLs must name an endpoint the client can reach, which may not be ours
@@ -119,11 +149,14 @@ class S3Store:
             raise PreconditionFailed(key) from None
         return _unquote(reply["ETag"])
 
-    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None:
-        with _mapped(key), source.open("rb") as body:
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=body, Metadata={"sha1": sha1}
-            )
+    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False,
+                 expect: Expect | None = None) -> None:
+        try:
+            with _mapped(key), source.open("rb") as body:
+                self._client_for(expect).put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
+                                                    Metadata={"sha1": sha1}, **_conditions(expect))
+        except ObjectNotFound:  # If-Match on a missing key: S3 and moto say 404, RGW 412
+            raise PreconditionFailed(key) from None
         if consume:
             source.unlink(missing_ok=True)
 
@@ -141,7 +174,10 @@ class S3Store:
             return False
         return True
 
-    def copy(self, source_key: str, dest_key: str) -> None:
+    def copy(self, source_key: str, dest_key: str, *, expect: Expect | None = None) -> None:
+        if expect is not None:
+            self._copy_through(source_key, dest_key, expect)
+            return
         with _mapped(source_key):
             self.client.copy_object(
                 Bucket=self.bucket,
@@ -150,9 +186,32 @@ class S3Store:
                 MetadataDirective="COPY",
             )
 
-    def delete(self, key: str) -> None:
-        with _mapped():
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+    def _copy_through(self, source_key: str, dest_key: str, expect: Expect) -> None:
+        """A conditional copy through a scratch file (see the module docstring)."""
+        fd, name = tempfile.mkstemp(prefix="copy-", dir=self.scratch_dir)
+        os.close(fd)
+        local = Path(name)
+        try:
+            self.download(source_key, local)
+            self.put_file(dest_key, local, sha1_of_file(local), expect=expect)
+        finally:
+            local.unlink(missing_ok=True)
+
+    def delete(self, key: str, *, expect: Expect | None = None) -> None:
+        conditions = {"IfMatch": expect.etag} if expect is not None and expect.etag else {}
+        try:
+            with _mapped(key):
+                self._client_for(expect).delete_object(Bucket=self.bucket, Key=self._key(key), **conditions)
+        except ObjectNotFound:  # If-Match on a key already gone: nothing to delete
+            return
+
+    def _client_for(self, expect: Expect | None) -> Any:
+        """A claim's conditional tree writes are never retried by botocore: a retry is a
+        request `core.fence` did not admit. Other writes (head CAS, records) keep retries."""
+        return self.client if expect is None else self.writer
+
+    def shared_lock(self, key: str) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def presign_put(self, key: str, expires_s: int) -> str:
         url: str = self.presigner.generate_presigned_url(
@@ -192,6 +251,12 @@ class S3Store:
                 files.update(item["Key"][start:] for item in page.get("Contents", []))
                 folders.update(item["Prefix"][start:-1] for item in page.get("CommonPrefixes", []))
         return FolderEntries(files=frozenset(files), folders=frozenset(folders))
+
+
+def _conditions(expect: Expect | None) -> dict[str, str]:
+    if expect is None:
+        return {}
+    return {"IfMatch": expect.etag} if expect.etag else {"IfNoneMatch": "*"}
 
 
 def _unquote(etag: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.ceph_rgw import RgwEndpoint
 from tests.support.moto_server import create_bucket
 from tests.support.service import ServiceProcess
 
@@ -46,6 +47,22 @@ class StorageProbe:
         if self.root is None:
             return True
         return not any(p.is_file() for p in (self.root / ".scratch").rglob("*"))
+
+
+def storage_for(kind: str, request: pytest.FixtureRequest, root: Path) -> tuple[dict[str, str], StorageProbe]:
+    """A fresh store of `kind` (filesystem, moto or rgw): service environment and probe."""
+    if kind == "filesystem":
+        return {"WORK_DIR": str(root / "storage")}, StorageProbe(root=root / "storage")
+    bucket = f"ce-{uuid.uuid4().hex[:12]}"
+    if kind == "moto":
+        endpoint = request.getfixturevalue("moto_endpoint")
+        create_bucket(endpoint, bucket)
+    else:
+        rgw: RgwEndpoint = request.getfixturevalue("rgw_endpoint")
+        rgw.create_bucket(bucket)
+        endpoint = rgw.url
+    env = {"STORAGE_URL": f"s3://{bucket}/svc", "S3_ENDPOINT_URL": endpoint, "SCRATCH_DIR": str(root)}
+    return env, StorageProbe(endpoint=endpoint, bucket=bucket)
 
 
 @pytest.fixture(scope="module", params=["filesystem", "s3"])

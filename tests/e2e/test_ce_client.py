@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,8 @@ import requests
 from qdrant_client import QdrantClient
 
 from core.faults import POINTS
-from tests.e2e.conftest import StorageProbe
+from tests.e2e.conftest import StorageProbe, storage_for
 from tests.support.bundles import BundleBuilder
-from tests.support.ceph_rgw import RgwEndpoint
-from tests.support.moto_server import create_bucket
 from tests.support.service import ServiceProcess
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ce-client"
@@ -41,21 +38,6 @@ def fixture(number: int) -> bytes:
 def send(service: ServiceProcess, body: bytes) -> requests.Response:
     files = {"bundle": ("bundle.tar.gz", body, "application/gzip")}
     return requests.post(service.url + "/api/v1/delta/upload", data=FIELDS, files=files, timeout=120)
-
-
-def storage_for(kind: str, request: pytest.FixtureRequest, root: Path) -> tuple[dict[str, str], StorageProbe]:
-    if kind == "filesystem":
-        return {"WORK_DIR": str(root / "storage")}, StorageProbe(root=root / "storage")
-    bucket = f"ce-{uuid.uuid4().hex[:12]}"
-    if kind == "moto":
-        endpoint = request.getfixturevalue("moto_endpoint")
-        create_bucket(endpoint, bucket)
-    else:
-        rgw: RgwEndpoint = request.getfixturevalue("rgw_endpoint")
-        rgw.create_bucket(bucket)
-        endpoint = rgw.url
-    env = {"STORAGE_URL": f"s3://{bucket}/svc", "S3_ENDPOINT_URL": endpoint, "SCRATCH_DIR": str(root)}
-    return env, StorageProbe(endpoint=endpoint, bucket=bucket)
 
 
 def service_env(env: dict[str, str], root: Path, **extra: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from core.keys import raw_bundle_key, workspace_key
 from core.models import UploadRequest
 from core.pipeline import Pipeline
 from core.sequences import Sequences
+from core.storage import Expect
 from core.storage.filesystem import FilesystemStore
 from tests.support.bundles import BundleBuilder
 
@@ -43,11 +44,12 @@ class FaultyStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False) -> None:
+    def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False,
+                 expect: Expect | None = None) -> None:
         if self.writes >= self.writes_ok:
             raise Crash("instance died while writing the tree")
         self.writes += 1
-        self.inner.put_file(key, source, sha1, consume=consume)
+        self.inner.put_file(key, source, sha1, consume=consume, expect=expect)
 
     def put_if_match(self, key: str, body: bytes, etag: str) -> str:
         if self.dead and self.writes >= self.writes_ok:

@@ -3,7 +3,11 @@
 Modes: `pass` relays everything; `swallow` relays requests, but for a POST it
 drops the service's answer and closes the connection (the service did the work,
 the client never hears of it); `refuse` closes every connection at once (the
-service is down). Changing the mode closes open connections, so a client's
+service is down). Two modes play a slow network in front of object storage:
+`hold-writes` keeps each PUT, POST or DELETE until `release()` and only then
+delivers it, whether its sender still waits or gave up long ago (reads pass);
+`late-answers` delivers writes at once but keeps their answers until `release()`.
+Changing the mode closes open connections, so a client's
 keep-alive connection cannot slip past it. The upstream can be switched, so a
 restarted service keeps the client's URL.
 """
@@ -29,6 +33,14 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._released = threading.Event()
+        self.held = 0  # writes kept back so far (hold-writes, late-answers)
+        self.delivered = 0  # of those, delivered after `release()`
+        self.hold_marker = b""  # only writes whose request line holds this are kept
+
+    def release(self) -> None:
+        """Let every kept write (or answer) go, and the ones that come later."""
+        self._released.set()
 
     @property
     def mode(self) -> str:
@@ -75,6 +87,8 @@ class Proxy:
                 self._open.update((client, upstream))
             if mode == "swallow":
                 _relay_requests(client, upstream)
+            elif mode in ("hold-writes", "late-answers"):
+                self._hold(client, upstream, requests_too=mode == "hold-writes")
             else:
                 forward = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
                 forward.start()
@@ -89,6 +103,90 @@ class Proxy:
             client.close()
             if upstream is not None:
                 upstream.close()
+
+
+    def _hold(self, client: socket.socket, upstream: socket.socket, requests_too: bool) -> None:
+        """One request at a time: a write (or its answer) waits for `release()`."""
+        client_in = client.makefile("rb")
+        upstream_in = upstream.makefile("rb")
+        with client_in, upstream_in:
+            while (request := _request(client_in, client)) is not None:
+                method = request.split(b" ", 1)[0]
+                line = request.split(b"\r\n", 1)[0]
+                write = method in (b"PUT", b"POST", b"DELETE") and self.hold_marker in line
+                if write:
+                    with self._lock:
+                        self.held += 1
+                if write and requests_too:
+                    self._released.wait()
+                upstream.sendall(request)
+                response = _response(upstream_in, head_only=method == b"HEAD")
+                if response is None:
+                    return
+                if write and not requests_too:
+                    self._released.wait()
+                if write:
+                    with self._lock:
+                        self.delivered += 1
+                try:
+                    client.sendall(response)
+                except OSError:  # the sender gave up long ago; the write is delivered all the same
+                    if requests_too:
+                        continue
+                    return
+
+
+def _request(stream: object, client: socket.socket) -> bytes | None:
+    """One request, with `Expect: 100-continue` answered here and dropped, so the
+    whole request can be kept back and delivered later."""
+    head = _head(stream)
+    if head is None:
+        return None
+    lines = head.split(b"\r\n")
+    if any(line.lower().startswith(b"expect:") for line in lines):
+        with suppress(OSError):
+            client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        head = b"\r\n".join(line for line in lines if not line.lower().startswith(b"expect:"))
+    return head + _body(stream, head)
+
+
+def _response(stream: object, head_only: bool) -> bytes | None:
+    while (head := _head(stream)) is not None and head.startswith(b"HTTP/1.1 100"):
+        continue
+    if head is None:
+        return None
+    return bytes(head if head_only else head + _body(stream, head))
+
+
+def _head(stream: object) -> bytes | None:
+    readline = stream.readline  # type: ignore[attr-defined]
+    head = b""
+    while True:
+        line = readline()
+        if not line:
+            return None
+        head += line
+        if line in (b"\r\n", b"\n"):
+            return bytes(head)
+
+
+def _body(stream: object, head: bytes) -> bytes:
+    read = stream.read  # type: ignore[attr-defined]
+    readline = stream.readline  # type: ignore[attr-defined]
+    fields = [line.lower() for line in head.split(b"\r\n")]
+    if b"transfer-encoding: chunked" in fields:
+        body = b""
+        while True:
+            size_line = readline()
+            body += size_line
+            size = int(size_line.split(b";")[0], 16)
+            body += read(size + 2)
+            if size == 0:
+                return bytes(body)
+    for line in fields:
+        if line.startswith(b"content-length:"):
+            return bytes(read(int(line.split(b":", 1)[1])))
+    return b""
 
 
 def _pump(source: socket.socket, dest: socket.socket) -> None:
@@ -134,4 +232,4 @@ def _message(stream: object) -> bytes | None:
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
-    return head + (read(length) if length else b"")
+    return bytes(head + (read(length) if length else b""))
