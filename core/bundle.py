@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from core.errors import BundleTooLarge, DeltaError, InvalidBundle, concerning
+from core.errors import BundleTooLarge, DeltaError, InvalidBundle, concerning, disk_full_is_retryable
 from core.keys import BUNDLE_ID
 from core.models import OPERATION_KINDS, Manifest, Operation, OperationsFile
 from core.paths import check_path, path_problem
@@ -79,10 +79,13 @@ class Bundle:
 
 @contextmanager
 def open_bundle(raw: Path, scratch_root: Path, limits: BundleLimits) -> Iterator[Bundle]:
-    """Read and validate `raw`; the staged files are removed on exit."""
-    scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch_root))
+    """Read and validate `raw`; the staged files are removed on exit (also when the
+    scratch folder filled up part-way: `StorageFull`)."""
+    with disk_full_is_retryable("scratch folder"):
+        scratch = Path(tempfile.mkdtemp(prefix="bundle-", dir=scratch_root))
     try:
-        members = _stage_members(raw, scratch, limits)
+        with disk_full_is_retryable("scratch folder"):
+            members = _stage_members(raw, scratch, limits)
         yield _validate(members, limits)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

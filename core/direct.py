@@ -34,7 +34,14 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from core.config import Settings
-from core.errors import BundleTooLarge, DeltaError, InvalidRequest, NotFound, Unavailable
+from core.errors import (
+    BundleTooLarge,
+    DeltaError,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+    disk_full_is_retryable,
+)
 from core.events import ObjectEvent
 from core.keys import (
     BUNDLE_ID,
@@ -127,7 +134,8 @@ class DirectUploads:
         if landed is not None and landed.size > self.settings.max_bundle_bytes:
             self._refuse(ws, bundle_id, token, BundleTooLarge("bundle exceeds MAX_BUNDLE_SIZE_MB"))
             return "refused"
-        fd, name = tempfile.mkstemp(prefix="incoming-", suffix=".tar.gz", dir=self.store.scratch_dir)
+        with disk_full_is_retryable("scratch folder"):
+            fd, name = tempfile.mkstemp(prefix="incoming-", suffix=".tar.gz", dir=self.store.scratch_dir)
         os.close(fd)
         raw = Path(name)
         try:

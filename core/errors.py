@@ -25,6 +25,7 @@
     ├── Unavailable (RetryLater; transient)
     │   ├── WorkspaceBusy           WORKSPACE_BUSY       503
     │   ├── StorageUnavailable      STORAGE_UNAVAILABLE  503
+    │   │   └── StorageFull         STORAGE_FULL         503  (ENOSPC/EDQUOT: `disk_full_is_retryable`)
     │   └── IndexUnavailable        INDEX_UNAVAILABLE    503
     └── ProcessingError             PROCESSING_ERROR     500
 
@@ -34,9 +35,13 @@ echo request data beyond the bundle-relative path being refused.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+STORAGE_FULL_RETRY_SECS = 30  # space is freed by a person or a clean-up job, not in a second or two
 
 
 class DeltaError(Exception):
@@ -212,6 +217,16 @@ class StorageUnavailable(Unavailable):
     code = "STORAGE_UNAVAILABLE"
 
 
+class StorageFull(StorageUnavailable):
+    """No space left, or a quota used up, in storage or scratch. Nothing is committed:
+    a claimed bundle stays pending and the retry, once space is freed, finishes it."""
+
+    code = "STORAGE_FULL"
+
+    def __init__(self, message: str, *, retry_after_s: int = STORAGE_FULL_RETRY_SECS) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
 class IndexUnavailable(Unavailable):
     code = "INDEX_UNAVAILABLE"
 
@@ -225,6 +240,20 @@ def concerning(bundle_id: str) -> Iterator[None]:
     except DeltaError as exc:
         exc.bundle_id = exc.bundle_id or bundle_id
         raise
+
+
+@contextmanager
+def disk_full_is_retryable(where: str) -> Iterator[None]:
+    """Turn an `OSError` for a full disk or quota (ENOSPC, EDQUOT) raised inside into
+    `StorageFull`; any other error passes unchanged. Wraps the filesystem store's writes
+    and every write to scratch, so the mapping is made at those boundaries only."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        kind = "quota is used up" if exc.errno == errno.EDQUOT else "has no space left"
+        raise StorageFull(f"the {where} {kind}; retry once space is freed") from exc
 
 
 def error_response(error: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:

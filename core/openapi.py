@@ -37,7 +37,8 @@ CODES: dict[int, list[str]] = {
     429: ["RATE_LIMITED", "LOGIN_RATE_LIMITED"],
     500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
     501: ["DIRECT_UPLOAD_UNAVAILABLE"],
-    503: ["WORKSPACE_BUSY", "STORAGE_UNAVAILABLE", "INDEX_UNAVAILABLE", "LEASE_LOST", "SERVICE_UNAVAILABLE"],
+    503: ["WORKSPACE_BUSY", "STORAGE_UNAVAILABLE", "STORAGE_FULL", "INDEX_UNAVAILABLE", "LEASE_LOST",
+          "SERVICE_UNAVAILABLE"],
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}

@@ -41,6 +41,7 @@ from core.errors import (
     ProcessingError,
     WorkspaceBusy,
     concerning,
+    disk_full_is_retryable,
 )
 from core.faults import Faults
 from core.fence import Fence
@@ -79,12 +80,13 @@ BUSY_POLL_SECS = 0.2
 @contextmanager
 def spooled(stream: IO[bytes], scratch: Path, limit: int) -> Iterator[tuple[Path, str]]:
     """Copy an upload to a scratch file, refusing it as soon as it passes `limit`."""
-    fd, name = tempfile.mkstemp(prefix="raw-", suffix=".tar.gz", dir=scratch)
+    with disk_full_is_retryable("scratch folder"):
+        fd, name = tempfile.mkstemp(prefix="raw-", suffix=".tar.gz", dir=scratch)
     path = Path(name)
     digest = hashlib.sha1()
     size = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with disk_full_is_retryable("scratch folder"), os.fdopen(fd, "wb") as handle:
             while chunk := stream.read(SPOOL_CHUNK):
                 size += len(chunk)
                 if size > limit:
@@ -226,7 +228,8 @@ class Pipeline:
             source_path=stalled.source_path,
         )
         scratch = self.store.scratch_dir
-        fd, name = tempfile.mkstemp(prefix="replay-", suffix=".tar.gz", dir=scratch)
+        with disk_full_is_retryable("scratch folder"):
+            fd, name = tempfile.mkstemp(prefix="replay-", suffix=".tar.gz", dir=scratch)
         os.close(fd)
         raw = Path(name)
         try:
@@ -393,6 +396,10 @@ def report_refusal(error: DeltaError) -> None:
 
 
 def _release_quietly(sequences: Sequences, pending: PendingBundle) -> None:
+    """Best effort, while the error that ended the apply is being raised: that error is
+    what the client is told, never this one. If the head cannot be written either (the
+    disk that just filled up, say), the claim keeps its lease until it expires, and the
+    next attempt then takes the bundle over."""
     try:
         sequences.release(pending)
     except Exception:  # the lease then simply expires

@@ -9,7 +9,8 @@ they arrive (werkzeug's sans-IO `MultipartDecoder`):
     `session`         handed to `on_session` as soon as it is complete (authenticate
                       there: a bad one is refused before the rest is read)
     the `bundle` file spooled to a temporary file (disk, never memory), at most
-                      the bundle limit; another file part is read and discarded
+                      the bundle limit; another file part is read and discarded;
+                      a full scratch disk is `StorageFull` (503, Retry-After)
 
 When the session comes after the bundle, the bundle is on disk by then, under
 its cap. The whole body is at most the bundle limit plus FORM_OVERHEAD.
@@ -27,7 +28,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from core.errors import BundleTooLarge, FormFieldTooLarge, InvalidRequest
+from core.errors import BundleTooLarge, FormFieldTooLarge, InvalidRequest, disk_full_is_retryable
 
 FORM_OVERHEAD = 1024 * 1024
 FIELD_LIMIT = 64 * 1024
@@ -41,6 +42,7 @@ class UploadForm:
     bundle: IO[bytes] | None = None
 
 
+@disk_full_is_retryable("scratch folder")  # the spooled bundle on a full disk: 503 STORAGE_FULL
 def read_upload_form(request: flask.Request, bundle_limit: int, scratch: str | None,
                      on_session: Callable[[str], None]) -> UploadForm:
     """Parse the upload's multipart body; the caller closes `bundle`."""

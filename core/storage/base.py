@@ -15,7 +15,9 @@ under the key's lock.
 
 Backends translate their own errors at the boundary: a missing object is
 `ObjectNotFound`, a lost condition is `PreconditionFailed`, anything that makes
-storage unreachable is `core.errors.StorageUnavailable`.
+storage unreachable is `core.errors.StorageUnavailable`, and a write refused for
+lack of space or quota (ENOSPC, EDQUOT, RGW's QuotaExceeded) is its subclass
+`core.errors.StorageFull`, with no part of the object left behind.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Filesystem backend: a local folder or a mounted CephFS, browsable as plain files.
 
 Keys are paths below the root. Writes go to a temporary sibling and are renamed
-into place, so a reader sees the old object or the new one, never a part.
+into place, so a reader sees the old object or the new one, never a part; a
+write that fails removes its temporary. A full disk or quota (ENOSPC, EDQUOT) is
+translated here, as `core.errors.StorageFull`: a retryable 503, never a 500.
 Conditional writes hold an exclusive `flock` on a per-key lock file under
 `<root>/.locks` (CephFS honours flock across clients) while they compare and
 rename; a claim's writes hold its head record's lock shared (`shared_lock`), so
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from core.errors import DirectUploadUnavailable, StorageUnavailable
+from core.errors import DirectUploadUnavailable, StorageUnavailable, disk_full_is_retryable
 from core.storage.base import (
     Expect,
     FolderEntries,
@@ -81,7 +83,8 @@ class FilesystemStore:
 
     def download(self, key: str, dest: Path) -> None:
         try:
-            shutil.copyfile(self._path(key), dest)
+            with disk_full_is_retryable("scratch folder"):
+                shutil.copyfile(self._path(key), dest)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise ObjectNotFound(key) from None
 
@@ -152,24 +155,24 @@ class FilesystemStore:
         except (FileExistsError, NotADirectoryError):
             raise PathConflict("a file stands where a folder is needed") from None
 
-    def _temp_for(self, path: Path) -> Path:
+    @contextmanager
+    def _temporary(self, path: Path) -> Iterator[Path]:
+        """A temporary sibling of `path` to write and then rename or link into place;
+        whatever happens, it is gone afterwards (a write that failed half-way, for lack
+        of space say, leaves no part behind)."""
         self._parent(path)
-        return path.with_name(f"{path.name}{TEMP_MARK}{uuid.uuid4().hex}")
-
-    def _write_bytes(self, path: Path, body: bytes, *, durable: bool) -> Path:
-        temp = self._temp_for(path)
-        with temp.open("wb") as handle:
-            handle.write(body)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        return temp
+        temp = path.with_name(f"{path.name}{TEMP_MARK}{uuid.uuid4().hex}")
+        try:
+            yield temp
+        finally:
+            temp.unlink(missing_ok=True)
 
     def put(self, key: str, body: bytes) -> str:
         path = self._path(key)
-        temp = self._write_bytes(path, body, durable=True)
-        os.replace(temp, path)
-        _fsync_dir(path.parent)
+        with _space_mapped(), self._temporary(path) as temp:
+            _write(temp, body)
+            os.replace(temp, path)
+            _fsync_dir(path.parent)
         return self.get(key).etag
 
     def put_file(self, key: str, source: Path, sha1: str, *, consume: bool = False,
@@ -182,22 +185,19 @@ class FilesystemStore:
                 self.put_file(key, source, sha1, consume=consume)
             return
         path = self._path(key)
-        if consume:
-            try:
-                os.chmod(source, 0o644)
-                self._replace(source, path)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-        temp = self._temp_for(path)
-        shutil.copyfile(source, temp)
-        os.chmod(temp, 0o644)
-        try:
-            self._replace(temp, path)
-        except PathConflict:
-            temp.unlink()
-            raise
+        with _space_mapped():
+            if consume:
+                try:
+                    os.chmod(source, 0o644)
+                    self._replace(source, path)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+            with self._temporary(path) as temp:
+                shutil.copyfile(source, temp)
+                os.chmod(temp, 0o644)
+                self._replace(temp, path)
 
     def _replace(self, source: Path, path: Path) -> None:
         """`os.replace`, making the parent folders only when they are missing: in a
@@ -217,40 +217,38 @@ class FilesystemStore:
 
     def put_file_if_absent(self, key: str, source: Path, sha1: str) -> bool:
         path = self._path(key)
-        temp = self._temp_for(path)
-        shutil.copyfile(source, temp)
-        try:
-            os.link(temp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            temp.unlink()
-
-    def put_if_absent(self, key: str, body: bytes) -> str:
-        path = self._path(key)
-        with self._locked(key):
-            temp = self._write_bytes(path, body, durable=True)
+        with _space_mapped(), self._temporary(path) as temp:
+            shutil.copyfile(source, temp)
             try:
                 os.link(temp, path)
             except FileExistsError:
-                raise PreconditionFailed(key) from None
-            finally:
-                temp.unlink()
+                return False
+        return True
+
+    def put_if_absent(self, key: str, body: bytes) -> str:
+        path = self._path(key)
+        with _space_mapped(), self._locked(key):
+            with self._temporary(path) as temp:
+                _write(temp, body)
+                try:
+                    os.link(temp, path)
+                except FileExistsError:
+                    raise PreconditionFailed(key) from None
             _fsync_dir(path.parent)
             return self.get(key).etag
 
     def put_if_match(self, key: str, body: bytes, etag: str) -> str:
         path = self._path(key)
-        with self._locked(key):
+        with _space_mapped(), self._locked(key):
             try:
                 current = self.get(key)
             except ObjectNotFound:
                 raise PreconditionFailed(key) from None
             if current.etag != etag:
                 raise PreconditionFailed(key)
-            temp = self._write_bytes(path, body, durable=True)
-            os.replace(temp, path)
+            with self._temporary(path) as temp:
+                _write(temp, body)
+                os.replace(temp, path)
             _fsync_dir(path.parent)
             return self.get(key).etag
 
@@ -299,7 +297,9 @@ class FilesystemStore:
         freeze the caller, which gets `ObjectLocked` after `LOCK_WAIT_SECS`."""
         name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-        with (self.root / ".locks" / name).open("a") as handle:
+        with _space_mapped():  # a new lock file needs an inode
+            handle = (self.root / ".locks" / name).open("a")
+        with handle:
             deadline = time.monotonic() + LOCK_WAIT_SECS
             pause = 0.001
             while True:
@@ -315,6 +315,19 @@ class FilesystemStore:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _space_mapped() -> AbstractContextManager[None]:
+    """Every write below the root: a full disk or quota is `StorageFull` (503, retry)."""
+    return disk_full_is_retryable("storage folder")
+
+
+def _write(temp: Path, body: bytes) -> None:
+    """`body` to a new file, on disk before it is published (a full disk may show only at the fsync)."""
+    with temp.open("xb") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _etag(body: bytes, stat: os.stat_result) -> str:

@@ -30,7 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core.errors import StorageUnavailable
+from core.errors import StorageFull, StorageUnavailable, disk_full_is_retryable
 from core.storage.base import (
     Expect,
     FolderEntries,
@@ -113,7 +113,7 @@ class S3Store:
         return StoredObject(body=body, etag=_unquote(reply["ETag"]))
 
     def download(self, key: str, dest: Path) -> None:
-        with _mapped(key):
+        with _mapped(key), disk_full_is_retryable("scratch folder"):
             self.client.download_file(self.bucket, self._key(key), str(dest))
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -188,7 +188,8 @@ class S3Store:
 
     def _copy_through(self, source_key: str, dest_key: str, expect: Expect) -> None:
         """A conditional copy through a scratch file (see the module docstring)."""
-        fd, name = tempfile.mkstemp(prefix="copy-", dir=self.scratch_dir)
+        with disk_full_is_retryable("scratch folder"):
+            fd, name = tempfile.mkstemp(prefix="copy-", dir=self.scratch_dir)
         os.close(fd)
         local = Path(name)
         try:
@@ -284,6 +285,8 @@ class _mapped:
                 raise ObjectNotFound(self.key) from None
             if code in _PRECONDITION or status in _PRECONDITION:
                 raise PreconditionFailed(self.key) from None
+            if code == "QuotaExceeded":  # Ceph RGW: the user's or bucket's quota is used up
+                raise StorageFull("the storage bucket's quota is used up; retry once space is freed") from exc
             if status.startswith("5") or code in {"SlowDown", "ServiceUnavailable"}:
                 raise StorageUnavailable("object storage answered with an error") from exc
             raise StorageUnavailable(f"object storage refused the request ({code})") from exc
