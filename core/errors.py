@@ -23,7 +23,8 @@
     │   ├── RateLimited (core.ratelimit) RATE_LIMITED  429
     │   └── LoginRateLimited        LOGIN_RATE_LIMITED   429
     ├── Unavailable (RetryLater; transient)
-    │   ├── WorkspaceBusy           WORKSPACE_BUSY       503
+    │   ├── WorkspaceBusy           WORKSPACE_BUSY       503  (and core.storage.ObjectLocked)
+    │   ├── LeaseLost (core.sequences) LEASE_LOST        503  (another instance took the claim over)
     │   ├── StorageUnavailable      STORAGE_UNAVAILABLE  503
     │   │   └── StorageFull         STORAGE_FULL         503  (ENOSPC/EDQUOT: `disk_full_is_retryable`)
     │   └── IndexUnavailable        INDEX_UNAVAILABLE    503

@@ -6,7 +6,7 @@
             mid_apply | mid_batch | after_apply | after_journal | after_result | after_commit
             (mid_plan: surveyed, nothing stored; mid_index: after re-pointing and after
             each batch of files; mid_apply: between write batches; mid_batch: inside
-            the first batch of copies or writes)
+            the first batch of writes, or of copies if there are none)
     action  crash    the process exits at once (os._exit), as a killed instance would
             raise    the step raises, as a failing dependency would
             pause    the process stops itself with SIGSTOP, as a frozen instance would,

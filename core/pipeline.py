@@ -11,10 +11,10 @@
 
 Each step is keyed by bundle id and safe to repeat, so a client retry, a
 redelivered event or an instance that died part-way all converge on the state
-of one clean run. Every write of steps 4-7 goes through the claim's
-`core.fence.Fence`, so an instance that lost its lease writes nothing more
-(503 LEASE_LOST) and cannot undo a taker's work. A stalled claim (expired lease) is finished by replaying its
-raw bundle from storage before the next bundle is claimed.
+of one clean run. A stalled claim (expired lease) is finished by replaying its
+raw bundle from storage before the next bundle is claimed. Every write of steps
+4-7 goes through the claim's `core.fence.Fence`, so an instance that lost its
+lease writes nothing more (503 LEASE_LOST) and cannot undo a taker's work.
 """
 
 from __future__ import annotations
@@ -306,10 +306,14 @@ class Pipeline:
             result = self._commit(sequences, fence, result, plan)
             laps.lap("commit")
         except BaseException as exc:
-            if isinstance(exc, LeaseLost):
-                log.warning("bundle %s: lease lost, stopped writing: %s", bundle.bundle_id, exc.message)
             _release_quietly(sequences, fence.pending)  # only while the head still names us
-            raise
+            lost = exc if isinstance(exc, LeaseLost) else _lost_meanwhile(sequences, fence, exc)
+            if lost is None:
+                raise
+            log.warning("bundle %s: lease lost, stopped writing: %s", bundle.bundle_id, lost.message)
+            if lost is exc:
+                raise
+            raise lost from exc
         _report(result, laps.ms, duplicate=False)
         # the stored result was written by the commit, so only this answer can time it
         return result.model_copy(update={"timings_ms": dict(laps.ms),
@@ -393,6 +397,19 @@ def report_refusal(error: DeltaError) -> None:
     log.warning("upload %s: %s: %s", "failed" if server_side else "refused", error.code, error.message,
                 extra={"error_code": error.code, "error_message": error.message,
                        "bundle_id": error.bundle_id, "http_status": error.http_status})
+
+
+def _lost_meanwhile(sequences: Sequences, fence: Fence, error: BaseException) -> LeaseLost | None:
+    """A failure of an instance whose claim was taken over meanwhile (a copy whose
+    source the taker already moved, say) is that: LEASE_LOST, not a 500."""
+    if not isinstance(error, Exception) or isinstance(error, DeltaError):
+        return None
+    try:
+        if sequences.owns(fence.pending):
+            return None
+    except Exception:  # storage cannot tell: the original error stands
+        return None
+    return LeaseLost("another instance took this bundle over", retry_after_s=1)
 
 
 def _release_quietly(sequences: Sequences, pending: PendingBundle) -> None:

@@ -281,12 +281,12 @@ def execute(
 ) -> None:
     """Carry out `plan`; safe to run again after a crash part-way through. `checkpoint`
     is called between write batches ("mid_apply") and inside the first batch of
-    copies or writes ("mid_batch")."""
+    writes, or of copies if there are none ("mid_batch")."""
 
     def remove(path: str) -> None:
         fence.delete(tree_key(ws, path), plan.expect(path))
 
-    first: list[Copy] | list[Write] = plan.copies or plan.writes
+    first: list[Copy] | list[Write] = plan.writes or plan.copies
     marker = first[min(len(first), batch_files) // 2] if first else None  # where "mid_batch" is
 
     def copy(step: Copy) -> None:

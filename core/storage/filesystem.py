@@ -261,8 +261,9 @@ class FilesystemStore:
     def delete(self, key: str, *, expect: Expect | None = None) -> None:
         if expect is not None:
             with self._locked(key):
-                self._check(key, expect)
-                self.delete(key)
+                if self.head(key) is not None:  # a key already gone: nothing to delete, as on S3
+                    self._check(key, expect)
+                    self.delete(key)
             return
         path = self._path(key)
         try:

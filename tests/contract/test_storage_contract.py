@@ -16,13 +16,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.errors import StorageUnavailable
-from core.storage.base import FolderEntries, ObjectNotFound, ObjectStore, PreconditionFailed, StoredObject
+from core.storage.base import (
+    Expect,
+    FolderEntries,
+    ObjectNotFound,
+    ObjectStore,
+    PreconditionFailed,
+    StoredObject,
+)
 from core.storage.filesystem import TEMP_MARK, FilesystemStore
 from core.storage.s3 import S3Store
 
@@ -230,6 +238,54 @@ def test_delete_removes_and_tolerates_missing(store: ObjectStore) -> None:
 
 
 # --- conditional writes ----------------------------------------------------------------------------
+def test_tree_writes_with_an_expectation_land_only_on_that_state(store: ObjectStore, tmp_path: Path) -> None:
+    """What `core.fence` relies on: a write conditional on an etag (or on absence)
+    is refused once the key moved on, and accepted while it has not."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"one\n")
+    second.write_bytes(b"two\n")
+    sha1 = {path: hashlib.sha1(path.read_bytes()).hexdigest() for path in (first, second)}
+    store.put_file("t/a", first, sha1[first], expect=Expect(None))
+    with pytest.raises(PreconditionFailed):
+        store.put_file("t/a", second, sha1[second], expect=Expect(None))
+    held = store.head("t/a")
+    assert held is not None
+    with pytest.raises(PreconditionFailed):
+        store.put_file("t/a", second, sha1[second], expect=Expect("0" * 32))
+    with pytest.raises(PreconditionFailed):
+        store.put_file("t/missing", second, sha1[second], expect=Expect(held.etag))
+    store.put_file("t/a", second, sha1[second], expect=Expect(held.etag))
+    assert store.get("t/a").body == b"two\n"
+    now = store.head("t/a")
+    assert now is not None and now.sha1 == sha1[second]
+    with pytest.raises(PreconditionFailed):  # the old etag no longer opens the key
+        store.put_file("t/a", first, sha1[first], expect=Expect(held.etag))
+
+    with pytest.raises(PreconditionFailed):
+        store.copy("t/a", "t/b", expect=Expect(now.etag))  # t/b holds nothing
+    store.copy("t/a", "t/b", expect=Expect(None))
+    copied = store.head("t/b")
+    assert store.get("t/b").body == b"two\n" and copied is not None and copied.sha1 == sha1[second]
+    with pytest.raises(PreconditionFailed):
+        store.copy("t/a", "t/b", expect=Expect(None))
+
+
+def test_a_delete_with_a_stale_etag(store: ObjectStore, request: pytest.FixtureRequest) -> None:
+    """Filesystem, AWS S3 and moto keep an object a stale If-Match delete names; Ceph
+    RGW 16 deletes it regardless (docs/storage-layout.md, "What remains on S3")."""
+    store.put("t/d", b"kept")
+    rgw = request.node.callspec.params["store"] == "rgw"
+    with suppress(PreconditionFailed):
+        store.delete("t/d", expect=Expect("0" * 32))
+    assert (store.head("t/d") is None) == rgw
+    store.put("t/d", b"kept")
+    info = store.head("t/d")
+    assert info is not None
+    store.delete("t/d", expect=Expect(info.etag))
+    assert store.head("t/d") is None
+    store.delete("t/never", expect=Expect("0" * 32))  # nothing there: nothing to do
+
+
 def test_put_if_absent_succeeds_once(store: ObjectStore) -> None:
     etag = store.put_if_absent("workspaces/ws/head.json", b'{"seq": 0}')
     assert store.get("workspaces/ws/head.json").etag == etag

@@ -112,7 +112,8 @@ def clean_run(crash_backend: str, request: pytest.FixtureRequest,
     return snapshot(probe, root, answers[0].json()["workspace_key"])
 
 
-@pytest.mark.parametrize("point", POINTS)
+# every step but the survey's middle and the index's, which tests/e2e/test_faults.py crashes in
+@pytest.mark.parametrize("point", [p for p in POINTS if p not in ("mid_plan", "mid_index")])
 def test_a_crash_while_applying_the_folder_rename_converges_on_the_clean_state(
     point: str, crash_backend: str, clean_run: dict[str, Any], request: pytest.FixtureRequest,
     tmp_path: Path,

@@ -38,9 +38,9 @@ from tests.support.moto_server import create_bucket
 
 WORKSPACE = "/work/fenced-index"
 COLLECTION = "fenced"
-FILES = 300  # more than one batch of files (core.indexing.sync.FILES_PER_BATCH)
+FILES = 200  # more than one batch of files (core.indexing.sync.FILES_PER_BATCH)
 B1, B2 = "b1b1b1b1-0000-4000-8000-000000000001", "b2b2b2b2-0000-4000-8000-000000000002"
-STALL_SECS = 12.0
+STALL_SECS = 9.0
 
 
 def source(i: int, version: int) -> bytes:
