@@ -33,16 +33,19 @@ What remains, per backend and with numbers, is in docs/storage-layout.md.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.errors import StorageFull, StorageUnavailable
 from core.keys import head_key
 from core.sequences import Claimed, LeaseLost, Sequences, lease_clock
 from core.storage import Expect, ObjectInfo, ObjectLocked, PreconditionFailed
 
 CONDITION_ATTEMPTS = 3
+TRANSIENT_ATTEMPTS = 2  # retries of a write that timed out or met a 5xx
 QDRANT_WRITES = frozenset({"upsert", "delete", "batch_update_points", "set_payload",
                            "overwrite_payload", "delete_payload", "update_vectors", "delete_vectors"})
 
@@ -129,10 +132,19 @@ class Fence:
         if self.store.fences_with_locks or expect is None:
             write(None)
             return
-        for _ in range(CONDITION_ATTEMPTS):
+        transient = 0
+        for _ in range(CONDITION_ATTEMPTS + TRANSIENT_ATTEMPTS):
             try:
                 write(expect)
                 return
+            except StorageUnavailable as exc:
+                # a timeout or a 5xx, retried here rather than in botocore, so each attempt
+                # is admitted; one that landed after all makes the next a lost condition
+                transient += 1
+                if isinstance(exc, StorageFull) or transient > TRANSIENT_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * transient)
+                self.admit()
             except PreconditionFailed:
                 current = self.store.head(key)
                 if _as_wanted(current, sha1):

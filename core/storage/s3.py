@@ -7,14 +7,13 @@ of their bytes as user metadata `sha1`, so a HEAD answers "is this content
 already there?" without reading the object.
 
 A claim's conditional tree writes go through a second client without botocore's
-retries: a retry is a new request that `core.fence` must admit (and a retried
-conditional write would misread its own first success as a lost condition);
-head CAS and records keep botocore's retries (RGW answers racing conditional
-PUTs of one key with a bare 500 now and then). Timeouts are bounded
-(`request_bound_secs`) so a claim's requests end well inside its lease. A
-conditional copy is a download and a conditional PUT: moto and Ceph RGW 16
-ignore CopyObject's destination conditions, and RGW 16 ignores If-Match on
-DeleteObject (tested in tests/contract).
+retries: `core.fence` retries them itself, so that every attempt is one it
+admitted inside the lease. Head CAS and records keep botocore's retries (RGW
+answers racing conditional PUTs of one key with a bare 500 now and then).
+Timeouts are bounded (`request_bound_secs`) so a claim's requests end well
+inside its lease. A conditional copy is a download and a conditional PUT: moto
+and Ceph RGW 16 ignore CopyObject's destination conditions, and RGW 16 ignores
+If-Match on DeleteObject (tested in tests/contract).
 """
 
 from __future__ import annotations

@@ -184,16 +184,22 @@ def test_watch_survives_the_server_being_down(server: Server, tmp_path: Path) ->
         (ws / "b.py").write_bytes(b"b = 2\n")
         deadline = time.monotonic() + 30
         ws_key = None
+        status: dict[str, object] = {}
         while time.monotonic() < deadline:
             status = requests.get(server.proxy.url + "/api/v1/delta/status",
                                   params={"workspace_path": "/work/repo"}, timeout=10).json()
             if status["last_sequence"] >= 1:
-                ws_key = status["workspace_key"]
+                ws_key = str(status["workspace_key"])
                 if server.tree(ws_key) == local_files(ws):
                     break
             time.sleep(0.2)
-        assert ws_key and server.tree(ws_key) == local_files(ws)
+        assert ws_key and server.tree(ws_key) == local_files(ws), (status, sorted(local_files(ws)))
     finally:
         watcher.send_signal(signal.SIGINT)
-        watcher.communicate(timeout=30)
-    assert watcher.returncode == 0
+        try:
+            _, errors = watcher.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            _, errors = watcher.communicate()
+            raise AssertionError(f"watch ignored SIGINT for 30 s; it wrote: {errors}")  # noqa: B904
+    assert watcher.returncode == 0, errors

@@ -48,7 +48,7 @@ FROZEN_AT = ["mid_plan", "mid_apply", "mid_batch", "after_apply"]
 # every point on the filesystem; on S3 (~10 s a run) the points split between moto and RGW
 RACES = ([("filesystem", point) for point in FROZEN_AT]
          + [("moto", "mid_plan"), ("moto", "mid_batch"), ("rgw", "mid_apply"), ("rgw", "after_apply")])
-LEASE = {"filesystem": "2", "moto": "4", "rgw": "4"}
+LEASE = {"filesystem": "2", "moto": "4", "rgw": "6"}  # RGW on a busy 2-core machine answers slower
 
 
 def content(i: int, version: int) -> bytes:
@@ -225,7 +225,10 @@ def test_writes_that_arrive_after_the_lease_take_no_effect(
             state = snapshot(probe, b)
         finally:
             stop_both(a, b)
-    assert a_last.status_code == 503, a_last.text
+    if mode == "hold-writes":  # every attempt of A's next write is held: A gives up
+        assert a_last.status_code == 503, a_last.text
+    else:  # A's writes land in time, only their answers are late: A may finish b1 itself
+        assert a_last.status_code == 503 or a_last.json()["sequence_number"] == 2, a_last.text
     assert held > 0 and proxy.delivered == proxy.held, (held, proxy.delivered)
     assert b_last.status_code == 200 and b_last.json()["sequence_number"] == 3
     assert state == clean

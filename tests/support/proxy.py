@@ -82,13 +82,16 @@ class Proxy:
         try:
             if mode == "refuse":
                 return
+            if mode in ("hold-writes", "late-answers"):
+                with self._lock:
+                    self._open.add(client)
+                self._hold(client, requests_too=mode == "hold-writes")
+                return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=120)
             with self._lock:
                 self._open.update((client, upstream))
             if mode == "swallow":
                 _relay_requests(client, upstream)
-            elif mode in ("hold-writes", "late-answers"):
-                self._hold(client, upstream, requests_too=mode == "hold-writes")
             else:
                 forward = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
                 forward.start()
@@ -105,11 +108,11 @@ class Proxy:
                 upstream.close()
 
 
-    def _hold(self, client: socket.socket, upstream: socket.socket, requests_too: bool) -> None:
-        """One request at a time: a write (or its answer) waits for `release()`."""
-        client_in = client.makefile("rb")
-        upstream_in = upstream.makefile("rb")
-        with client_in, upstream_in:
+    def _hold(self, client: socket.socket, requests_too: bool) -> None:
+        """One request at a time, each on its own upstream connection made only when it
+        is delivered (a server with a thread per connection is not tied up by the
+        requests kept back): a write (or its answer) waits for `release()`."""
+        with client.makefile("rb") as client_in:
             while (request := _request(client_in, client)) is not None:
                 method = request.split(b" ", 1)[0]
                 line = request.split(b"\r\n", 1)[0]
@@ -119,8 +122,10 @@ class Proxy:
                         self.held += 1
                 if write and requests_too:
                     self._released.wait()
-                upstream.sendall(request)
-                response = _response(upstream_in, head_only=method == b"HEAD")
+                with (socket.create_connection(("127.0.0.1", self.upstream_port), timeout=120) as upstream,
+                      upstream.makefile("rb") as upstream_in):
+                    upstream.sendall(request)
+                    response = _response(upstream_in, head_only=method == b"HEAD")
                 if response is None:
                     return
                 if write and not requests_too:
@@ -217,19 +222,6 @@ def _relay_requests(client: socket.socket, upstream: socket.socket) -> None:
 
 
 def _message(stream: object) -> bytes | None:
-    """One HTTP message (head and Content-Length body) from a binary file object."""
-    readline = stream.readline  # type: ignore[attr-defined]
-    read = stream.read  # type: ignore[attr-defined]
-    head = b""
-    while True:
-        line = readline()
-        if not line:
-            return None
-        head += line
-        if line in (b"\r\n", b"\n"):
-            break
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return bytes(head + (read(length) if length else b""))
+    """One HTTP message (head and body) from a binary file object."""
+    head = _head(stream)
+    return None if head is None else head + _body(stream, head)
