@@ -87,7 +87,9 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return snapshot(root)
 
 
-@pytest.mark.parametrize("point", POINTS)
+# mid_plan and mid_index are crashed in like their neighbours after_claim and after_index;
+# the freezes there are in tests/e2e/test_lease_fencing.py and tests/functional/test_fencing.py
+@pytest.mark.parametrize("point", [p for p in POINTS if p not in ("mid_plan", "mid_index")])
 def test_a_crash_at_each_step_converges_on_the_clean_state(
     point: str, clean: dict[str, Any], tmp_path: Path
 ) -> None:

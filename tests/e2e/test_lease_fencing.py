@@ -48,7 +48,7 @@ FROZEN_AT = ["mid_plan", "mid_apply", "mid_batch", "after_apply"]
 # every point on the filesystem; on S3 (~10 s a run) the points split between moto and RGW
 RACES = ([("filesystem", point) for point in FROZEN_AT]
          + [("moto", "mid_plan"), ("moto", "mid_batch"), ("rgw", "mid_apply"), ("rgw", "after_apply")])
-LEASE = {"filesystem": "2", "moto": "4", "rgw": "6"}  # RGW on a busy 2-core machine answers slower
+LEASE = {"filesystem": "2", "moto": "3", "rgw": "5"}  # RGW on a busy 2-core machine answers slower
 
 
 def content(i: int, version: int) -> bytes:
@@ -198,8 +198,7 @@ def test_a_frozen_instance_writes_nothing_after_a_takeover(
     assert state == clean
 
 
-@pytest.mark.parametrize(("kind", "mode"), [("moto", "hold-writes"), ("rgw", "hold-writes"),
-                                            ("moto", "late-answers")])
+@pytest.mark.parametrize(("kind", "mode"), [("moto", "hold-writes"), ("moto", "late-answers")])
 def test_writes_that_arrive_after_the_lease_take_no_effect(
     kind: str, mode: str, request: pytest.FixtureRequest, tmp_path: Path, clean: dict[str, Any]
 ) -> None:
