@@ -5,7 +5,7 @@ sends them (multipart, `force=False`, its collection name, repo identity and
 local path), to a service with a persistent embedded Qdrant folder. They must
 leave exactly `expected-tree-after-1-4.json`; the pure rename and the folder
 rename embed nothing; and a crash at the pipeline's steps while applying the folder
-rename (each step on moto, three on the filesystem, see CRASHES), followed by the
+rename (where its state differs, see CRASHES), followed by the
 client's retry on a fresh instance, ends exactly as a run without the crash:
 tree, journal, head, index and no left-over plan.
 """
@@ -21,7 +21,6 @@ import pytest
 import requests
 from qdrant_client import QdrantClient
 
-from core.faults import POINTS
 from tests.e2e.conftest import StorageProbe, storage_for
 from tests.support.bundles import BundleBuilder
 from tests.support.service import ServiceProcess
@@ -113,10 +112,11 @@ def clean_run(crash_backend: str, request: pytest.FixtureRequest,
     return snapshot(probe, root, answers[0].json()["workspace_key"])
 
 
-# tests/e2e/test_faults.py crashes at every step on the filesystem; here the folder rename
-# is crashed at each step on moto (S3, where a rename is a copy per file) but the two whose
-# state is the claim's alone, and on the filesystem where a rename is half done
-CRASHES = ([("moto", p) for p in POINTS if p not in ("mid_plan", "mid_index", "after_claim", "after_result")]
+# tests/e2e/test_faults.py crashes at the pipeline's steps on the filesystem; here the folder
+# rename is crashed where its state differs: kept, indexed (re-pointed), copied half-way,
+# copied, journaled, committed; on moto (S3, where a rename is a copy per file) and partly
+# on the filesystem
+CRASHES = ([("moto", p) for p in ("after_keep", "after_index", "mid_batch", "after_journal", "after_commit")]
            + [("filesystem", p) for p in ("mid_batch", "after_apply", "after_commit")])
 
 

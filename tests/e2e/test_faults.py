@@ -1,10 +1,11 @@
-"""A crash after every pipeline step: the retry converges on the state of a clean run.
+"""A crash at the pipeline's steps: the retry converges on the state of a clean run.
 
-For each fault point a service is started with FAULT_INJECTION=<point>:crash:<id>
-(the worker process exits at that step while applying bundle <id>), then a fresh
-service on the same storage and Qdrant folder receives the client's retry.
-Afterwards the tree, the sequence, the journal and the Qdrant points must equal
-those of a run without faults, and the raw bundle must still be stored.
+For each fault point of CRASH_POINTS (every step whose stored state differs) a
+service is started with FAULT_INJECTION=<point>:crash:<id> (the worker process
+exits at that step while applying bundle <id>), then a fresh service on the same
+storage and Qdrant folder receives the client's retry. Afterwards the tree, the
+sequence, the journal and the Qdrant points must equal those of a run without
+faults, and the raw bundle must still be stored.
 """
 
 from __future__ import annotations
@@ -87,9 +88,15 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return snapshot(root)
 
 
-# mid_plan and mid_index are crashed in like their neighbours after_claim and after_index;
-# the freezes there are in tests/e2e/test_lease_fencing.py and tests/functional/test_fencing.py
-@pytest.mark.parametrize("point", [p for p in POINTS if p not in ("mid_plan", "mid_index")])
+# every step at which the stored state differs from its neighbour's (after_claim is like
+# mid_plan and after_keep, after_result like after_journal, mid_index like after_index, an
+# apply cut part-way is mid_batch); the freezes are in test_lease_fencing and test_fencing
+CRASH_POINTS = ("after_keep", "after_plan", "after_index", "mid_batch", "mid_apply", "after_apply",
+                "after_journal", "after_commit")
+assert set(CRASH_POINTS) <= set(POINTS)
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
 def test_a_crash_at_each_step_converges_on_the_clean_state(
     point: str, clean: dict[str, Any], tmp_path: Path
 ) -> None:
