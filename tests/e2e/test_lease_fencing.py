@@ -198,7 +198,7 @@ def test_a_frozen_instance_writes_nothing_after_a_takeover(
     assert state == clean
 
 
-@pytest.mark.parametrize(("kind", "mode"), [("moto", "hold-writes"), ("moto", "late-answers")])
+@pytest.mark.parametrize(("kind", "mode"), [("moto", "hold-writes")])
 def test_writes_that_arrive_after_the_lease_take_no_effect(
     kind: str, mode: str, request: pytest.FixtureRequest, tmp_path: Path, clean: dict[str, Any]
 ) -> None:
