@@ -29,6 +29,7 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import InvalidRequest, NotFound
+from core.indexing.engines import IndexEngine
 from core.indexing.indexer import Indexer
 from core.names import check_collection_name, stored_collection
 from core.storage import ObjectStore
@@ -69,10 +70,8 @@ def _by_collection(name: str, indexer: Indexer | None) -> dict[str, Any]:
     if indexer is None:
         raise NotFound("indexing is off: no collection is served")
 
-    def points(client: Any) -> int | None:
-        if not client.collection_exists(name):
-            return None
-        return int(client.count(name, exact=False).count)
+    def points(engine: IndexEngine) -> int | None:
+        return engine.count(name, None) if engine.collection_exists(name) else None
 
     held = indexer.call(points)
     if held is None:

@@ -37,17 +37,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core.errors import StorageFull, StorageUnavailable
+from core.indexing.engines.base import WRITES, IndexEngine
 from core.keys import head_key
 from core.sequences import Claimed, LeaseLost, Sequences, lease_clock
 from core.storage import Expect, ObjectInfo, ObjectLocked, PreconditionFailed
 
 CONDITION_ATTEMPTS = 3
 TRANSIENT_ATTEMPTS = 2  # retries of a write that timed out or met a 5xx
-QDRANT_WRITES = frozenset({"upsert", "delete", "batch_update_points", "set_payload",
-                           "overwrite_payload", "delete_payload", "update_vectors", "delete_vectors"})
 
 
 def _lost(why: str) -> LeaseLost:
@@ -170,9 +169,9 @@ class Fence:
             raise _lost("another claim wrote this record") from None
 
     # Qdrant ---------------------------------------------------------------
-    def qdrant(self, client: Any) -> Any:
-        """`client`, with each write call run in a section and admitted first."""
-        return _FencedQdrant(client, self)
+    def qdrant(self, engine: IndexEngine) -> IndexEngine:
+        """`engine`, with each write call run in a section and admitted first."""
+        return cast(IndexEngine, _FencedEngine(engine, self))
 
 
 def _as_wanted(current: ObjectInfo | None, sha1: str | None) -> bool:
@@ -181,14 +180,14 @@ def _as_wanted(current: ObjectInfo | None, sha1: str | None) -> bool:
     return bool(sha1) and current is not None and current.sha1 == sha1
 
 
-class _FencedQdrant:
-    def __init__(self, client: Any, fence: Fence) -> None:
-        self._client = client
+class _FencedEngine:
+    def __init__(self, engine: IndexEngine, fence: Fence) -> None:
+        self._engine = engine
         self._fence = fence
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if name not in QDRANT_WRITES:
+        attribute = getattr(self._engine, name)
+        if name not in WRITES:
             return attribute
         fence = self._fence
 

@@ -1,8 +1,10 @@
-"""The one place that opens Qdrant: a server by URL, or the embedded local mode.
+"""The one place that opens the vector engine: once per process, shared by its threads.
 
-`QDRANT_URL` is `http(s)://host:port` for a server (with `QDRANT_API_KEY`),
-`:memory:` for an in-process store, or a folder path for embedded local mode.
-The client library is imported on first use only, to keep cold starts short.
+Which engine `QDRANT_URL` names is `core.indexing.engines`' business; this
+handle opens it on first use (cold starts stay short), maps a failure to open
+it to `IndexUnavailable`, and closes it at interpreter exit (an atexit hook,
+which runs before modules are torn down: an embedded engine releases its
+folder's lock there, not during finalisation, where imports fail).
 """
 
 from __future__ import annotations
@@ -10,91 +12,53 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import Any
 
 from core.config import Settings
 from core.errors import IndexUnavailable
+from core.indexing.engines import IndexEngine, is_remote, open_engine
 
 log = logging.getLogger(__name__)
 
-
-def is_remote(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
-
-
-def open_qdrant(settings: Settings) -> Any:
-    from qdrant_client import QdrantClient
-
-    url = settings.qdrant_url
-    if is_remote(url):
-        # bounded inside the lease, like storage requests (core.fence)
-        return QdrantClient(url=url, api_key=settings.qdrant_api_key,
-                            timeout=settings.qdrant_timeout)
-    if url == ":memory:":
-        return Serialized(QdrantClient(location=":memory:"))
-    return Serialized(QdrantClient(path=url.removeprefix("file://")))
-
-
-class Serialized:
-    """The embedded (local-mode) client is not made for concurrent callers: this
-    proxy lets the threads of one process share it, one call at a time."""
-
-    _lock = threading.RLock()
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attribute(*args, **kwargs)
-
-        return call
+__all__ = ["QdrantHandle", "is_remote"]
 
 
 class QdrantHandle:
-    """Opens the client once per process, on first use; shared by its threads.
-
-    The client is closed at interpreter exit (an atexit hook, which runs before
-    modules are torn down). Left to the garbage collector, the embedded mode's
-    `QdrantClient.__del__` runs during finalisation, where its `close()` imports
-    portalocker to release the folder's lock and fails ("sys.meta_path is None"),
-    printing a traceback on every stop of `make run`.
-    """
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client: Any = None
+        self._engine: IndexEngine | None = None
         self._lock = threading.Lock()
 
-    def client(self) -> Any:
+    def engine(self) -> IndexEngine:
         with self._lock:
-            if self._client is None:
+            if self._engine is None:
                 try:
-                    self._client = open_qdrant(self.settings)
+                    self._engine = open_engine(self.settings)
+                except IndexUnavailable:
+                    raise
                 except Exception as exc:
-                    raise IndexUnavailable(f"cannot open Qdrant: {type(exc).__name__}") from exc
+                    raise IndexUnavailable(f"cannot open Qdrant: {type(exc).__name__}: {exc}") from exc
                 atexit.register(self.close)
-            return self._client
+            return self._engine
+
+    def use(self, engine: IndexEngine) -> None:
+        """Serve `engine` instead of opening one (tests that share one engine)."""
+        with self._lock:
+            self._engine = engine
 
     def close(self) -> None:
-        """Close the client (releasing an embedded folder's lock); the next use reopens it."""
+        """Close the engine (releasing an embedded folder's lock); the next use reopens it."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
+            engine, self._engine = self._engine, None
+        if engine is not None:
             atexit.unregister(self.close)
             try:
-                client.close()
+                engine.close()
             except Exception as exc:  # noqa: BLE001 - closing is best effort, at exit above all
                 log.warning("closing Qdrant failed: %s", type(exc).__name__)
 
     def ping(self) -> None:
         try:
-            self.client().get_collections()
+            self.engine().ping()
         except IndexUnavailable:
             raise
         except Exception as exc:

@@ -37,8 +37,8 @@ def run_search(args: argparse.Namespace) -> int:
                                              args.workspace_path, args.logical_repo_id)
         collection = args.collection or (head.collection_name if head else settings.collection_name)
         check_stored_collection(collection, "--collection")  # a physical name: `<tenant>--<name>` too
-        hits = indexer.call(lambda client: hybrid_search(
-            client, indexer.embedder, collection, workspace, args.query, max(1, args.limit)))
+        hits = indexer.call(lambda engine: hybrid_search(
+            engine, indexer.embedder, collection, workspace, args.query, max(1, args.limit)))
     except (ConfigError, DeltaError) as exc:
         print(f"delta-upload: {exc}", file=sys.stderr)
         return 2

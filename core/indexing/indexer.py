@@ -10,16 +10,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
-from core.indexing.collection import ensure_collection
 from core.indexing.embedders import Embedder, open_embedder
+from core.indexing.engines import IndexEngine, Layout
 from core.indexing.sync import IndexTarget, QdrantSync, ReadBefore
 from core.models import IndexingStats
-from core.qdrant import QdrantHandle, is_remote
+from core.qdrant import QdrantHandle
 from core.workspace import ApplyPlan
 
 T = TypeVar("T")
@@ -41,19 +41,17 @@ class Indexer:
                                                self.settings.embedding_cache_dir)
             return self._embedder
 
+    @property
+    def layout(self) -> Layout:
+        """What this process's points are made with (`core.indexing.engines.base.Layout`)."""
+        return Layout(self.embedder.name, self.embedder.dim)
+
     def prepare(self, collection: str) -> None:
         """Create or check the collection (once per process and collection)."""
         if collection in self._ready:
             return
-        embedder = self.embedder
         with _qdrant_errors():
-            ensure_collection(
-                self.qdrant.client(), collection, embedder.name, embedder.dim,
-                remote=is_remote(self.settings.qdrant_url),
-                shard_number=self.settings.qdrant_shard_number,
-                replication_factor=self.settings.qdrant_replication_factor,
-                write_consistency_factor=self.settings.qdrant_write_consistency_factor,
-            )
+            self.qdrant.engine().ensure_collection(collection, self.layout)
         self._ready.add(collection)
 
     @property
@@ -61,37 +59,33 @@ class Indexer:
         return self.settings.index_max_file_kb * 1024
 
     def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle, before: ReadBefore,
-              fence: Callable[[Any], Any] = lambda client: client,
+              fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine,
               checkpoint: Callable[[str], None] = lambda point: None) -> IndexingStats:
         """Bring `target` in line with `plan`; `before` reads the files the bundle replaces,
-        `fence` wraps the client so that every write is the claim's (`core.fence`)."""
+        `fence` wraps the engine so that every write is the claim's (`core.fence`)."""
         self.prepare(target.collection)
-        sync = QdrantSync(fence(self.qdrant.client()), self.embedder, target, before,
+        engine = self.qdrant.engine()
+        sync = QdrantSync(fence(engine), self.embedder, target, before,
                           max_file_bytes=self.max_file_bytes,
-                          ordering=self.settings.qdrant_write_ordering,
-                          # a server indexes metadata.path, so a filter there is cheap
-                          scan_paths=is_remote(self.settings.qdrant_url))
+                          # where metadata.path is indexed, a filter there is cheap
+                          scan_paths=engine.kind != "memory")
         with _qdrant_errors():
             return sync.run(plan, bundle, checkpoint)
 
     def count_points(self, collection: str, workspace: str) -> int | None:
         """Points indexed for a workspace, or None when Qdrant cannot say right now."""
-        from qdrant_client import models
-
-        where = models.Filter(must=[models.FieldCondition(
-            key="workspace", match=models.MatchValue(value=workspace))])
         try:
-            client = self.qdrant.client()
-            if not client.collection_exists(collection):
+            engine = self.qdrant.engine()
+            if not engine.collection_exists(collection):
                 return 0
-            return int(client.count(collection, count_filter=where, exact=True).count)
+            return engine.count(collection, {"workspace": workspace})
         except Exception:  # noqa: BLE001 - status answers without the count
             return None
 
-    def call(self, fn: Callable[[Any], T]) -> T:
-        """Run `fn(client)` with Qdrant errors mapped (for search and status)."""
+    def call(self, fn: Callable[[IndexEngine], T]) -> T:
+        """Run `fn(engine)` with engine errors mapped (for search and status)."""
         with _qdrant_errors():
-            return fn(self.qdrant.client())
+            return fn(self.qdrant.engine())
 
 
 @contextmanager

@@ -14,10 +14,9 @@ The points a path held are found by id, never by scanning: they are the ids of
 the chunks of the bytes the tree held there before the bundle (`before`), which
 are exactly what was indexed, since every committed bundle was indexed before
 its tree writes. Looking them up costs the same in a 50-file workspace as in a
-50,000-file one, also in Qdrant's embedded mode, which has no payload indexes
-and evaluates a filter on every point. Where Qdrant does index `metadata.path`
-(a server), a filtered scroll is added as well, so points left by an older
-chunker are still found. A retry after `execute` ran part-way may read a
+50,000-file one. Where the engine indexes `metadata.path` (a server, Qdrant
+Edge: not qdrant-client's in-process test mode), a filtered scroll is added as
+well, so points left by an older chunker are still found. A retry after `execute` ran part-way may read a
 path's new bytes or none; by then an earlier attempt finished this step, so the
 old points are gone already and nothing more is needed. Every step is safe to
 repeat, so a retried bundle leaves no duplicates.
@@ -30,13 +29,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.bundle import Bundle
 from core.indexing.chunker import Chunk, chunk_text
-from core.indexing.collection import DENSE, LEXICAL
 from core.indexing.embedders import Embedder
+from core.indexing.engines import IndexEngine, NewPoint, StoredPoint, Where
 from core.indexing.languages import decode_text, language_of
 from core.indexing.lexical import sparse_vector
 from core.models import IndexingStats
@@ -46,7 +46,6 @@ from core.workspace import ApplyPlan, Write
 ReadBefore = Callable[[list[str]], dict[str, bytes]]
 NAMESPACE = uuid.UUID("6f0b7a52-3f0e-4b8e-9a57-2f1f3c0de1a5")
 FILES_PER_BATCH = 128
-SCROLL_PAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -77,6 +76,16 @@ class _Wanted:
     sparse: tuple[list[int], list[float]] = field(default=([], []))
 
 
+@dataclass
+class _Batch:
+    writes: list[Write]
+    wanted: list[_Wanted]
+    missing: list[_Wanted]  # not in the engine yet
+    moved_lines: list[_Wanted]  # in the engine, at other lines
+    reuse: dict[str, list[float]]  # chunk hash -> stored dense vector of a moved file
+    todo: list[_Wanted]  # the chunks of `missing` to embed
+
+
 def point_id(workspace: str, path: str, chunk_hash: str, occurrence: int) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{workspace}\n{path}\n{chunk_hash}\n{occurrence}"))
 
@@ -84,32 +93,40 @@ def point_id(workspace: str, path: str, chunk_hash: str, occurrence: int) -> str
 class QdrantSync:
     """Applies one plan to one collection."""
 
-    def __init__(self, client: Any, embedder: Embedder, target: IndexTarget, before: ReadBefore,
-                 max_file_bytes: int, ordering: str | None, scan_paths: bool) -> None:
-        from qdrant_client import models
-
-        self.models = models
-        self.client = client
+    def __init__(self, engine: IndexEngine, embedder: Embedder, target: IndexTarget, before: ReadBefore,
+                 max_file_bytes: int, scan_paths: bool) -> None:
+        self.engine = engine
         self.embedder = embedder
         self.target = target
         self.before = before
         self.max_file_bytes = max_file_bytes
         self.scan_paths = scan_paths
-        self.ordering = models.WriteOrdering(ordering) if ordering else None
         self.stats = IndexingStats()
         self._held_ids: dict[str, list[str]] = {}  # path -> ids of its pre-bundle chunks
 
     # public -------------------------------------------------------------------
     def run(self, plan: ApplyPlan, bundle: Bundle,
             checkpoint: Callable[[str], None] = lambda point: None) -> IndexingStats:
-        """`checkpoint("mid_index")` is called after re-pointing and after each batch of files."""
+        """`checkpoint("mid_index")` is called after re-pointing and after each batch of files.
+
+        Batches overlap: while one batch is embedded on a worker thread (the tokenizer
+        and numpy release the GIL), the next is chunked and the previous written."""
         started = time.monotonic()
         if plan.copies:  # first: a write may replace a path whose points move elsewhere
             self._repoint({c.source: c.dest for c in plan.copies})
             checkpoint("mid_index")
-        for start in range(0, len(plan.writes), FILES_PER_BATCH):
-            self._sync_files(plan.writes[start : start + FILES_PER_BATCH], bundle)
-            checkpoint("mid_index")
+        with ThreadPoolExecutor(1, thread_name_prefix="embed") as embedding:
+            waiting: tuple[_Batch, Future[list[list[float]]]] | None = None
+            for start in range(0, len(plan.writes), FILES_PER_BATCH):
+                batch = self._prepare(plan.writes[start : start + FILES_PER_BATCH], bundle)
+                embedded = embedding.submit(self._embed, [w.payload["metadata"]["code"] for w in batch.todo])
+                if waiting is not None:
+                    self._finish(*waiting)
+                    checkpoint("mid_index")
+                waiting = batch, embedded
+            if waiting is not None:
+                self._finish(*waiting)
+                checkpoint("mid_index")
         gone = plan.removals + plan.deletes
         if gone:
             self._delete_ids([p.id for p in self._existing(gone, vectors=False)])
@@ -117,7 +134,9 @@ class QdrantSync:
         return self.stats
 
     # written files ------------------------------------------------------------
-    def _sync_files(self, writes: list[Write], bundle: Bundle) -> None:
+    def _prepare(self, writes: list[Write], bundle: Bundle) -> _Batch:
+        """Chunk a batch of written files and find what the engine lacks of it: the
+        chunks to write, and which of them can reuse a moved file's stored vector."""
         wanted: list[_Wanted] = []
         for write in writes:
             staged = bundle.staged[write.member]
@@ -126,17 +145,26 @@ class QdrantSync:
                 self.stats.files_skipped += 1
                 continue
             wanted.extend(self._chunks(write.path, text, write.sha1))
-        held = {str(p.id): p for p in self._retrieve([w.id for w in wanted])}
+        held = {p.id: p for p in self._retrieve([w.id for w in wanted])}
         missing = [w for w in wanted if w.id not in held]
         moved_lines = [w for w in wanted if w.id in held and _span(held[w.id].payload)
                        != (w.payload["metadata"]["start_line"], w.payload["metadata"]["end_line"])]
-        sources = [w.moved_from for w in writes if w.moved_from]
-        self._upsert(missing, self._dense_for(missing, sources))
-        self._set_payloads(moved_lines)
-        keep = {w.id for w in wanted}
-        replaced = [w.path for w in writes if w.replaces]
-        self._delete_ids([str(p.id) for p in self._existing(replaced, vectors=False)
-                          if str(p.id) not in keep])
+        reuse = self._stored_dense([w.moved_from for w in writes if w.moved_from]) if missing else {}
+        todo = [w for w in missing if w.chunk_hash not in reuse] if self.embedder.dim else []
+        return _Batch(writes, wanted, missing, moved_lines, reuse, todo)
+
+    def _finish(self, batch: _Batch, embedded: Future[list[list[float]]]) -> None:
+        """Write a prepared batch: new points first, then line moves, then stale points."""
+        dense: list[list[float] | None] = [None for _ in batch.missing]
+        if self.embedder.dim:
+            vectors = {**batch.reuse, **{w.chunk_hash: v for w, v in zip(batch.todo, embedded.result(),
+                                                                         strict=True)}}
+            dense = [vectors[w.chunk_hash] for w in batch.missing]
+        self._upsert(batch.missing, dense)
+        self._set_payloads(batch.moved_lines)
+        keep = {w.id for w in batch.wanted}
+        replaced = [w.path for w in batch.writes if w.replaces]
+        self._delete_ids([p.id for p in self._existing(replaced, vectors=False) if p.id not in keep])
 
     def _text(self, data: bytes) -> str | None:
         return decode_text(data) if len(data) <= self.max_file_bytes else None
@@ -173,23 +201,24 @@ class QdrantSync:
                          "repo": self.target.repo, "host_path": self.target.host_path(path)},
         }
 
-    def _dense_for(self, missing: list[_Wanted], moved_from: list[str]) -> list[list[float]]:
-        """Dense vectors for `missing`; chunks of files moved with their content reuse
-        the vectors stored for the same chunk at the old path."""
-        if not self.embedder.dim or not missing:
-            return [[] for _ in missing]
+    def _stored_dense(self, moved_from: list[str]) -> dict[str, list[float]]:
+        """The dense vectors stored for the chunks of files moved with their content, by
+        chunk hash: their chunks at the new path need no embedding."""
         reuse: dict[str, list[float]] = {}
-        for point in self._existing(moved_from, vectors=[DENSE]):
-            vector = (point.vector or {}).get(DENSE)
-            if vector is not None:
-                reuse.setdefault(point.payload["chunk_hash"], list(vector))
-        todo = [w for w in missing if w.chunk_hash not in reuse]
+        if self.embedder.dim:
+            for point in self._existing(moved_from, vectors=True):
+                if point.dense is not None:
+                    reuse.setdefault(point.payload["chunk_hash"], point.dense)
+        return reuse
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
         started = time.monotonic()
-        fresh = self.embedder.embed([w.payload["metadata"]["code"] for w in todo]) if todo else []
+        vectors = self.embedder.embed(texts)
         self.stats.embed_ms += (time.monotonic() - started) * 1000
-        self.stats.chunks_embedded += len(todo)
-        reuse.update({w.chunk_hash: v for w, v in zip(todo, fresh, strict=True)})
-        return [reuse[w.chunk_hash] for w in missing]
+        self.stats.chunks_embedded += len(texts)
+        return vectors
 
     # moves without content ---------------------------------------------------
     def _repoint(self, moves: dict[str, str]) -> None:
@@ -198,7 +227,7 @@ class QdrantSync:
         destination is left as it is."""
         sources = self._existing(list(moves), vectors=True)
         moved = sorted({moves[p.payload["metadata"]["path"]] for p in sources})
-        dests = {str(p.id) for p in self._existing(moved, vectors=False)}
+        dests = {p.id for p in self._existing(moved, vectors=False)}
         seen: Counter[tuple[str, str]] = Counter()
         points = []
         for point in sorted(sources, key=lambda p: (p.payload["metadata"]["path"],
@@ -212,27 +241,22 @@ class QdrantSync:
             payload = {**point.payload, "metadata": meta, "bundle_id": self.target.bundle_id,
                        "sequence": self.target.sequence}
             new_id = point_id(self.target.workspace, dest, digest, seen[(dest, digest)])
-            points.append(self.models.PointStruct(id=new_id, vector=point.vector or {}, payload=payload))
+            points.append(NewPoint(id=new_id, payload=payload, sparse=point.sparse or ([], []),
+                                   dense=point.dense))
         self._write(points)
         self.stats.points_repointed += len(points)
-        keep = {str(p.id) for p in points}
+        keep = {p.id for p in points}
         self._delete_ids([pid for pid in dests if pid not in keep])
 
-    # qdrant calls ------------------------------------------------------------
-    def _in_workspace(self) -> Any:
-        m = self.models
-        return m.FieldCondition(key="workspace", match=m.MatchValue(value=self.target.workspace))
-
-    def _existing(self, paths: list[str], vectors: bool | list[str]) -> list[Any]:
+    # engine calls ------------------------------------------------------------
+    def _existing(self, paths: list[str], vectors: bool) -> list[StoredPoint]:
         """The points held for `paths`: those of their pre-bundle chunks, by id."""
         if not paths:
             return []
-        found = {str(p.id): p for p in self._retrieve(self._ids_before(paths), vectors)}
+        found = {p.id: p for p in self._retrieve(self._ids_before(paths), vectors)}
         if self.scan_paths:
-            m = self.models
-            path_filter = m.Filter(must=[self._in_workspace(),
-                                         m.FieldCondition(key="metadata.path", match=m.MatchAny(any=paths))])
-            found.update((str(p.id), p) for p in self._scroll(path_filter, vectors=vectors))
+            where: Where = {"workspace": self.target.workspace, "metadata.path": list(dict.fromkeys(paths))}
+            found.update((p.id, p) for p in self.engine.scroll(self.target.collection, where, vectors))
         return list(found.values())
 
     def _ids_before(self, paths: list[str]) -> list[str]:
@@ -246,64 +270,34 @@ class QdrantSync:
             self._held_ids[path] = [pid for _, _, pid in chunks]
         return [pid for path in dict.fromkeys(paths) for pid in self._held_ids[path]]
 
-    def _retrieve(self, ids: list[str], vectors: bool | list[str] = False) -> list[Any]:
-        """Points by id: a lookup, not a scan, on a server and in embedded mode alike."""
-        found: list[Any] = []
-        for start in range(0, len(ids), SCROLL_PAGE):
-            found.extend(self.client.retrieve(self.target.collection, ids=ids[start : start + SCROLL_PAGE],
-                                              with_payload=True, with_vectors=vectors))
-        return found
+    def _retrieve(self, ids: list[str], vectors: bool = False) -> list[StoredPoint]:
+        """Points by id: a lookup, not a scan, on every engine."""
+        return self.engine.retrieve(self.target.collection, ids, vectors) if ids else []
 
-    def _scroll(self, scroll_filter: Any, vectors: bool | list[str]) -> Iterator[Any]:
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.target.collection, scroll_filter=scroll_filter, limit=SCROLL_PAGE,
-                offset=offset, with_payload=True, with_vectors=vectors,
-            )
-            yield from points
-            if offset is None:
-                return
+    def _upsert(self, wanted: list[_Wanted], dense: list[list[float] | None]) -> None:
+        self._write([NewPoint(id=item.id, payload=item.payload, sparse=item.sparse, dense=vector)
+                     for item, vector in zip(wanted, dense, strict=True)])
 
-    def _upsert(self, wanted: list[_Wanted], dense: list[list[float]]) -> None:
-        m = self.models
-        points = []
-        for item, vector in zip(wanted, dense, strict=True):
-            vectors: dict[str, Any] = {LEXICAL: m.SparseVector(indices=item.sparse[0], values=item.sparse[1])}
-            if vector:
-                vectors[DENSE] = vector
-            points.append(m.PointStruct(id=item.id, vector=vectors, payload=item.payload))
-        self._write(points)
-
-    def _write(self, points: list[Any]) -> None:
+    def _write(self, points: list[NewPoint]) -> None:
         if not points:
             return
         started = time.monotonic()
-        for start in range(0, len(points), 256):
-            self.client.upsert(self.target.collection, points=points[start : start + 256],
-                               wait=True, ordering=self.ordering)
+        self.engine.upsert(self.target.collection, points)
         self.stats.points_upserted += len(points)
         self.stats.write_ms += (time.monotonic() - started) * 1000
 
     def _set_payloads(self, items: list[_Wanted]) -> None:
         if not items:
             return
-        m = self.models
         started = time.monotonic()
-        operations = [m.SetPayloadOperation(set_payload=m.SetPayload(payload=i.payload, points=[i.id]))
-                      for i in items]
-        for start in range(0, len(operations), 256):
-            self.client.batch_update_points(self.target.collection, operations[start : start + 256],
-                                            wait=True, ordering=self.ordering)
+        self.engine.set_payloads(self.target.collection, {i.id: i.payload for i in items})
         self.stats.write_ms += (time.monotonic() - started) * 1000
 
     def _delete_ids(self, ids: list[str]) -> None:
         if not ids:
             return
         started = time.monotonic()
-        self.client.delete(self.target.collection,
-                           points_selector=self.models.PointIdsList(points=ids),
-                           wait=True, ordering=self.ordering)
+        self.engine.delete(self.target.collection, ids)
         self.stats.points_deleted += len(ids)
         self.stats.write_ms += (time.monotonic() - started) * 1000
 

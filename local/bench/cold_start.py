@@ -44,7 +44,7 @@ def service(request):
 def first_answer(source: Path, work_dir: Path, deadline_s: float = 30.0) -> float:
     """Seconds from Popen to the first 200 on /health."""
     port = free_port()
-    env = {**os.environ, "WORK_DIR": str(work_dir), **common.INDEXED}
+    env = {**os.environ, "WORK_DIR": str(work_dir), "QDRANT_URL": str(work_dir / "qdrant"), **common.INDEXED}
     url = f"http://127.0.0.1:{port}/health"
     started = time.perf_counter()
     process = subprocess.Popen(

@@ -198,7 +198,9 @@ def content_mb(builder: BundleBuilder) -> float:
 
 # services --------------------------------------------------------------------------
 FILESYSTEM = {"INDEXING_ENABLED": "false"}  # storage only: the apply path alone
-INDEXED = {"QDRANT_URL": ":memory:"}  # embedded Qdrant in memory, the default embedder
+# indexing as `make run` has it: the default embedder, Qdrant Edge persisted in a folder of
+# the service's own (`service` puts it at <WORK_DIR>/qdrant, as the Makefile does)
+INDEXED: dict[str, str] = {}
 
 
 @contextmanager
@@ -220,7 +222,8 @@ def service(root: Path, name: str, env: dict[str, str], timeout: float = 60.0) -
     """A service subprocess (functions-framework, router target) storing under `root/name`,
     stopped afterwards. It is warmed up by a 5-file upload to a workspace of its own, so
     no timed upload pays for the first request, the embedder's loading or the collection."""
-    env = {"WORK_DIR": str(root / name), "UPLOAD_SERVICE_LOG_LEVEL": "warning", **env}
+    env = {"WORK_DIR": str(root / name), "QDRANT_URL": str(root / name / "qdrant"),
+           "UPLOAD_SERVICE_LOG_LEVEL": "warning", **env}
     process = ServiceProcess(env, root / f"{name}.log")
     process.start(timeout=timeout)
     try:

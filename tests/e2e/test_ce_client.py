@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import requests
-from qdrant_client import QdrantClient
 
 from tests.e2e.conftest import StorageProbe, storage_for
 from tests.support.bundles import BundleBuilder
+from tests.support.index import stored_points
 from tests.support.service import ServiceProcess
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ce-client"
@@ -49,11 +49,7 @@ def sha1_tree(tree: dict[str, bytes]) -> dict[str, str]:
 
 
 def snapshot(probe: StorageProbe, root: Path, ws: str) -> dict[str, Any]:
-    client = QdrantClient(path=str(root / "qdrant"))
-    try:
-        points, _ = client.scroll(FIELDS["collection_name"], limit=10_000, with_payload=True)
-    finally:
-        client.close()
+    points = stored_points(str(root / "qdrant"), FIELDS["collection_name"])
     return {
         "tree": probe.tree(ws),
         "journal": sorted(probe.keys(f"workspaces/{ws}/journal/")),

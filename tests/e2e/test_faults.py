@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import requests
-from qdrant_client import QdrantClient
 
 from core.faults import POINTS
 from tests.support.bundles import BundleBuilder
+from tests.support.index import stored_points
 from tests.support.service import ServiceProcess
 
 WORKSPACE = "/work/faulty"
@@ -60,11 +60,7 @@ def snapshot(root: Path) -> dict[str, Any]:
     tree = {p.relative_to(ws_dir / "tree").as_posix(): p.read_bytes()
             for p in (ws_dir / "tree").rglob("*") if p.is_file()}
     journal = sorted(p.name for p in (ws_dir / "journal").iterdir())
-    client = QdrantClient(path=str(root / "qdrant"))
-    try:
-        points, _ = client.scroll("faults", limit=10_000, with_payload=True)
-    finally:
-        client.close()
+    points = stored_points(str(root / "qdrant"), "faults")
     return {
         "tree": tree,
         "journal": journal,

@@ -66,9 +66,10 @@ def test_serves_on_embedded_defaults_and_stops_cleanly(tmp_path: Path, sig: int,
     ("MAX_BUNDLE_SIZE_MB", "-3"),
     ("STORAGE_URL", "ftp://somewhere"),
     ("EMBEDDING_MODEL", "no-such/embedding-model"),
+    ("WORKERS", "2"),  # with an embedded index folder, which one process can open
 ])
 def test_a_bad_setting_stops_start_up_naming_it(tmp_path: Path, name: str, value: str) -> None:
-    process = launch({"WORK_DIR": str(tmp_path), "QDRANT_URL": ":memory:", name: value})
+    process = launch({"WORK_DIR": str(tmp_path), "QDRANT_URL": str(tmp_path / "qdrant"), name: value})
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
     assert name in output
@@ -83,3 +84,25 @@ def test_a_single_function_target_refuses_a_bad_setting_too(tmp_path: Path) -> N
     )
     assert done.returncode != 0
     assert "LEASE_SECS" in done.stderr + done.stdout
+
+
+def test_an_index_folder_of_the_old_embedded_format_stops_start_up_saying_what_to_do(tmp_path: Path) -> None:
+    """Folders written before Qdrant Edge (qdrant-client's local mode) are neither read
+    nor changed: start-up stops with what to do, and every file stays as it was."""
+    from qdrant_client import QdrantClient, models
+
+    old = tmp_path / "qdrant"
+    client = QdrantClient(path=str(old))
+    client.create_collection("my-collection", vectors_config={},
+                             sparse_vectors_config={"lexical": models.SparseVectorParams()})
+    client.upsert("my-collection", [models.PointStruct(id=1, vector={"lexical": models.SparseVector(
+        indices=[1], values=[1.0])}, payload={"workspace": "w"})])
+    client.close()
+    before = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    process = launch({"WORK_DIR": str(tmp_path / ".data"), "QDRANT_URL": str(old),
+                      "UPLOAD_SERVICE_PORT": str(free_port())})
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode != 0 and "Traceback" not in output, output
+    assert "qdrant-client's local mode" in output and f"mv {old} {old}.local-mode" in output
+    assert "re-upload" in output
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == before

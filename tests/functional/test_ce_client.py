@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 
 from core.config import Settings
 from core.indexing.embedders import Embedder, WordLlamaEmbedder
@@ -52,11 +52,9 @@ class Service:
 
     def __init__(self, root: Path, embedder: Embedder) -> None:
         settings = Settings(work_dir=str(root / "storage"), qdrant_url=str(root / "qdrant"))
-        self.client = QdrantClient(path=str(root / "qdrant"))
-        handle = QdrantHandle(settings)
-        handle._client = self.client
+        self.handle = QdrantHandle(settings)
         self.embedder = CountingEmbedder(embedder)
-        indexer = Indexer(settings, handle)
+        indexer = Indexer(settings, self.handle)
         indexer._embedder = self.embedder
         self.root = root / "storage"
         self.pipeline = Pipeline(settings, FilesystemStore(self.root), indexer)
@@ -71,8 +69,7 @@ class Service:
         return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*") if p.is_file()}
 
     def points(self) -> list[dict[str, Any]]:
-        records, _ = self.client.scroll(COLLECTION, limit=10_000, with_payload=True)
-        return [r.payload for r in records]
+        return [p.payload for p in self.handle.engine().scroll(COLLECTION, None, vectors=False)]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +78,10 @@ def wordllama() -> Embedder:
 
 
 @pytest.fixture
-def service(tmp_path: Path, wordllama: Embedder) -> Service:
-    return Service(tmp_path, wordllama)
+def service(tmp_path: Path, wordllama: Embedder) -> Iterator[Service]:
+    made = Service(tmp_path, wordllama)
+    yield made
+    made.handle.close()
 
 
 def test_the_watch_loop_bundles_leave_the_expected_tree_and_renames_embed_nothing(service: Service) -> None:

@@ -18,18 +18,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 
 from core.config import Settings
 from core.errors import DeltaError
 from core.indexing.embedders import Embedder, WordLlamaEmbedder
+from core.indexing.engines import IndexEngine, open_engine
 from core.indexing.indexer import Indexer
 from core.models import UploadRequest, UploadResult
 from core.pipeline import Pipeline
-from core.qdrant import QdrantHandle, Serialized
+from core.qdrant import QdrantHandle
 from core.storage import ObjectStore
 from core.storage.filesystem import FilesystemStore
 from core.storage.s3 import S3Store
@@ -68,12 +67,12 @@ def embedder() -> Embedder:
 class Instance:
     """One pipeline on `store`, indexing into the shared engine behind `qdrant`."""
 
-    def __init__(self, store: ObjectStore, qdrant: Any, embedder: Embedder, lease: float,
+    def __init__(self, store: ObjectStore, qdrant: IndexEngine, embedder: Embedder, lease: float,
                  fault: str | None = None) -> None:
         settings = Settings(qdrant_url=":memory:", collection_name=COLLECTION, lease_secs=lease,
                             claim_wait_secs=60, fault_injection=fault)
         handle = QdrantHandle(settings)
-        handle._client = qdrant  # the instances share one engine, as they would share a server
+        handle.use(qdrant)  # the instances share one engine, as they would share a server
         indexer = Indexer(settings, handle)
         indexer._embedder = embedder
         self.pipeline = Pipeline(settings, store, indexer)
@@ -83,9 +82,14 @@ class Instance:
         return self.pipeline.upload(request, io.BytesIO(body))
 
 
-def points(qdrant: Any) -> set[tuple[str, str, str]]:
-    records, _ = qdrant.scroll(COLLECTION, limit=100_000, with_payload=True)
-    return {(str(r.id), r.payload["metadata"]["path"], r.payload["metadata"]["file_hash"]) for r in records}
+def points(qdrant: IndexEngine) -> set[tuple[str, str, str]]:
+    return {(p.id, p.payload["metadata"]["path"], p.payload["metadata"]["file_hash"])
+            for p in qdrant.scroll(COLLECTION, None, vectors=False)}
+
+
+def memory_engine() -> IndexEngine:
+    """One in-process engine that several instances share, as they would share a server."""
+    return open_engine(Settings(qdrant_url=":memory:"))
 
 
 def two_stores(kind: str, root: Path, request: pytest.FixtureRequest) -> tuple[ObjectStore, ObjectStore]:
@@ -106,12 +110,12 @@ def test_an_instance_stalled_while_indexing_adds_no_point_after_a_takeover(
 ) -> None:
     b0, b1, b2 = bundles()
     lease = 3.0
-    clean_qdrant = Serialized(QdrantClient(":memory:"))
+    clean_qdrant = memory_engine()
     clean = Instance(FilesystemStore(tmp_path / "clean"), clean_qdrant, embedder, lease)
     for body in (b0, b1, b2):
         clean.upload(body)
 
-    qdrant = Serialized(QdrantClient(":memory:"))
+    qdrant = memory_engine()
     store_a, store_b = two_stores(kind, tmp_path / "shared", request)
     a = Instance(store_a, qdrant, embedder, lease, fault=f"mid_index:sleep={STALL_SECS[kind]}:{B1}")
     b = Instance(store_b, qdrant, embedder, lease)

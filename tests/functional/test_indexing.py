@@ -1,17 +1,19 @@
-"""Indexing does exactly the work a delta needs (pipeline + embedded Qdrant in memory)."""
+"""Indexing does exactly the work a delta needs (pipeline + a real engine: Qdrant Edge
+in a folder, and qdrant-client's in-process mode, which speaks a server's API)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from qdrant_client import QdrantClient
 
 from core.config import Settings
 from core.errors import IndexUnavailable, error_response
 from core.indexing.embedders import Embedder, WordLlamaEmbedder
+from core.indexing.engines import IndexEngine, NewPoint, open_engine
 from core.indexing.indexer import Indexer
 from core.keys import workspace_key
 from core.models import UploadRequest, UploadResult
@@ -51,10 +53,10 @@ class CountingEmbedder:
         return self.inner.embed(texts)
 
 
-class FlakyClient:
-    """A real in-memory Qdrant client whose upserts fail while `down` is true."""
+class FlakyEngine:
+    """A real engine whose upserts fail while `down` is true."""
 
-    def __init__(self, inner: QdrantClient) -> None:
+    def __init__(self, inner: IndexEngine) -> None:
         self.inner = inner
         self.down = False
 
@@ -68,24 +70,24 @@ class FlakyClient:
 
 
 class Harness:
-    def __init__(self, root: Path, embedder: Embedder) -> None:
-        settings = Settings(work_dir=str(root), qdrant_url=":memory:", collection_name=COLLECTION)
-        self.client = FlakyClient(QdrantClient(":memory:"))
-        handle = QdrantHandle(settings)
-        handle._client = self.client  # the handle serves this instance instead of opening one
+    def __init__(self, root: Path, embedder: Embedder, engine: str) -> None:
+        url = ":memory:" if engine == "memory" else str(root / "qdrant")
+        settings = Settings(work_dir=str(root / "storage"), qdrant_url=url, collection_name=COLLECTION)
+        self.engine = FlakyEngine(open_engine(settings))
+        self.handle = QdrantHandle(settings)
+        self.handle.use(self.engine)  # type: ignore[arg-type]
         self.embedder = CountingEmbedder(embedder)
-        self.indexer = Indexer(settings, handle)
+        self.indexer = Indexer(settings, self.handle)
         self.indexer._embedder = self.embedder
-        self.pipeline = Pipeline(settings, FilesystemStore(root), self.indexer)
+        self.pipeline = Pipeline(settings, FilesystemStore(root / "storage"), self.indexer)
 
     def upload(self, builder: BundleBuilder) -> UploadResult:
         request = UploadRequest(workspace_path=WORKSPACE, collection_name=COLLECTION)
         return self.pipeline.upload(request, io.BytesIO(builder.build()))
 
     def points(self, path: str | None = None) -> dict[str, dict[str, Any]]:
-        records, _ = self.client.inner.scroll(COLLECTION, limit=10_000, with_payload=True)
-        return {str(r.id): r.payload for r in records
-                if path is None or r.payload["metadata"]["path"] == path}
+        return {p.id: p.payload for p in self.engine.inner.scroll(COLLECTION, None, vectors=False)
+                if path is None or p.payload["metadata"]["path"] == path}
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +95,11 @@ def wordllama() -> Embedder:
     return WordLlamaEmbedder()
 
 
-@pytest.fixture
-def harness(tmp_path: Path, wordllama: Embedder) -> Harness:
-    return Harness(tmp_path, wordllama)
+@pytest.fixture(params=["edge", "memory"])
+def harness(request: pytest.FixtureRequest, tmp_path: Path, wordllama: Embedder) -> Iterator[Harness]:
+    made = Harness(tmp_path, wordllama, request.param)
+    yield made
+    made.handle.close()
 
 
 def test_payload_has_the_layout_search_tools_read(harness: Harness) -> None:
@@ -165,14 +169,14 @@ def test_binary_and_oversized_files_are_skipped_and_counted(harness: Harness) ->
 def test_qdrant_down_answers_503_and_the_retry_commits_the_same_sequence(harness: Harness) -> None:
     harness.upload(BundleBuilder().created("a.py", b"a = 1\n"))
     builder = BundleBuilder().created("b.py", TWO_FUNCTIONS)
-    harness.client.down = True
+    harness.engine.down = True
     with pytest.raises(IndexUnavailable) as down:
         harness.upload(builder)
     status, body, headers = error_response(down.value)
     assert status == 503 and body["error"]["code"] == "INDEX_UNAVAILABLE"
     assert int(headers["Retry-After"]) > 0
     assert not (harness.pipeline.store.root / f"workspaces/{WS}/tree/b.py").exists()  # type: ignore[attr-defined]
-    harness.client.down = False
+    harness.engine.down = False
     retried = harness.upload(builder)
     assert retried.sequence_number == 2 and not retried.duplicate
     assert len(harness.points("b.py")) == 2
@@ -180,18 +184,21 @@ def test_qdrant_down_answers_503_and_the_retry_commits_the_same_sequence(harness
 
 
 def test_an_edit_a_move_and_a_delete_find_the_old_points_by_id_without_a_scan(harness: Harness) -> None:
-    """Embedded Qdrant evaluates a filter on every point of the collection, so a
-    one-file delta must never scroll: the old points are retrieved by their ids."""
+    """The old points are retrieved by their ids; a filtered scroll is added only where
+    the engine indexes paths (not the in-process mode, which checks every point)."""
     harness.upload(BundleBuilder().created("a.py", TWO_FUNCTIONS).created("b.py", b"b = 1\n")
                    .created("c.py", b"c = 1\n"))
     scrolls: list[Any] = []
-    scroll = harness.client.inner.scroll
-    harness.client.scroll = lambda *a, **kw: scrolls.append(kw) or scroll(*a, **kw)  # type: ignore[method-assign]
+    scroll = harness.engine.inner.scroll
+    harness.engine.scroll = lambda *a, **kw: scrolls.append(a) or scroll(*a, **kw)  # type: ignore[method-assign]
     changed = TWO_FUNCTIONS.replace(b"return name.strip().lower()", b"return name")
     edit = harness.upload(BundleBuilder().updated("a.py", changed, previous=TWO_FUNCTIONS))
     move = harness.upload(BundleBuilder().moved("b.py", "lib/b.py", content_hash_of=b"b = 1\n"))
     delete = harness.upload(BundleBuilder().deleted("c.py"))
-    assert scrolls == []
+    if harness.engine.kind == "memory":
+        assert scrolls == []
+    else:
+        assert scrolls and all("metadata.path" in where for _, where, _ in scrolls)
     assert edit.indexing is not None and edit.indexing.points_deleted == 1
     assert move.indexing is not None and move.indexing.points_repointed == 1
     assert delete.indexing is not None and delete.indexing.points_deleted == 1
@@ -199,18 +206,13 @@ def test_an_edit_a_move_and_a_delete_find_the_old_points_by_id_without_a_scan(ha
     assert len(harness.points("a.py")) == 2
 
 
-def test_where_qdrant_indexes_paths_points_no_chunk_explains_are_removed_too(harness: Harness) -> None:
-    """With `scan_paths` (a Qdrant server) a path's points are also found by filter,
-    so points an older chunker cut differently do not outlive their file."""
-    from qdrant_client import models
-
+def test_where_the_engine_indexes_paths_points_no_chunk_explains_are_removed_too(harness: Harness) -> None:
+    """Where paths are indexed (a server, Qdrant Edge) a path's points are also found by
+    filter, so points an older chunker cut differently do not outlive their file."""
     harness.upload(BundleBuilder().created("a.py", TWO_FUNCTIONS))
     stray = "00000000-0000-4000-8000-000000000001"
     payload = {**next(iter(harness.points("a.py").values()))}
-    harness.client.inner.upsert(COLLECTION, [models.PointStruct(id=stray, vector={}, payload=payload)])
+    harness.engine.inner.upsert(COLLECTION, [NewPoint(id=stray, payload=payload, sparse=([1], [1.0]))])
     harness.upload(BundleBuilder().deleted("a.py"))
-    assert set(harness.points("a.py")) == {stray}  # embedded: found by id only
-    harness.upload(BundleBuilder().created("a.py", TWO_FUNCTIONS))
-    harness.indexer.settings = harness.indexer.settings.model_copy(update={"qdrant_url": "http://qdrant:6333"})
-    harness.upload(BundleBuilder().deleted("a.py"))
-    assert harness.points("a.py") == {}
+    expected = {stray} if harness.engine.kind == "memory" else set()  # in-process: found by id only
+    assert set(harness.points("a.py")) == expected

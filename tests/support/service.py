@@ -24,12 +24,15 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """One service instance on loopback; `env` adds to a clean copy of os.environ."""
+    """One service instance on loopback; `env` adds to a clean copy of os.environ. Its index
+    is the embedded default, Qdrant Edge, in a folder of its own beside its log (kept
+    across restarts of this instance) unless `env` names one."""
 
     def __init__(self, env: dict[str, str], log_path: Path, target: str = "service") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "QDRANT_URL": ":memory:", **env}
+        own_index = log_path.parent / f"{log_path.stem}-qdrant-{self.port}"
+        self.env = {**os.environ, "QDRANT_URL": str(own_index), **env}
         self.log_path = log_path
         self.target = target
         self.process: subprocess.Popen[bytes] | None = None
