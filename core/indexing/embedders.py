@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
+if TYPE_CHECKING:  # numpy is imported where it is used: not at start-up (60 ms)
+    import numpy as np
+    from numpy.typing import NDArray
 
 WORDLLAMA = "wordllama"
 NONE = "none"
@@ -80,6 +81,8 @@ class WordLlamaEmbedder:
         Rust encoder runs without the GIL and in parallel), and every array is
         the call's own. A text without tokens (only "") gets a zero vector where
         wordllama would give NaNs."""
+        import numpy as np
+
         means = np.zeros((len(texts), self.dim), dtype=np.float32)
         last_id = self._rows.shape[0] - 1
         for start in range(0, len(texts), TEXTS_PER_BATCH):
@@ -99,6 +102,8 @@ class WordLlamaEmbedder:
         """The embedding rows of `ids` added in order, as numpy adds them in one sum
         (row after row, in float32), but gathered a slice at a time: a one-line
         minified file of a million tokens would otherwise need a 1 GiB array."""
+        import numpy as np
+
         total: NDArray[np.float32] = self._rows[ids[:ROWS_PER_SUM]].sum(axis=0, dtype=np.float32)
         for start in range(ROWS_PER_SUM, ids.size, ROWS_PER_SUM):
             rows = self._rows[ids[start : start + ROWS_PER_SUM]]
