@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # numpy is imported where it is used: not at start-up (60 ms)
+    import numpy as np
+    from numpy.typing import NDArray
 
 WORDLLAMA = "wordllama"
 NONE = "none"
+TEXTS_PER_BATCH = 512  # per tokenizer call: enough to keep its threads busy
+ROWS_PER_SUM = 16384  # embedding rows gathered at once (16 MiB), however long the text
 
 
 class EmbedderError(Exception):
@@ -39,36 +45,70 @@ class NoEmbedder:
 
 
 class WordLlamaEmbedder:
-    """Static token embeddings (256 dimensions): fast on a CPU, no network."""
+    """Static token embeddings (256 dimensions): fast on a CPU, no network.
+
+    The vector of a text is the L2-normalised mean of the embedding rows of its
+    tokens, exactly as wordllama computes it, but without wordllama's padded
+    (batch x longest text x 256) arrays: on source code, filling those, not the
+    maths, was nearly all of the time. Each text's rows are summed on their own,
+    in the same order and precision, so the vectors come out the same bit for bit
+    (tests/functional/test_embedder_equality.py compares them).
+    """
 
     name = WORDLLAMA
 
     def __init__(self) -> None:
         try:
             import wordllama
+            from tokenizers import Tokenizer
             from wordllama import WordLlama
 
             folder = Path(wordllama.__file__).parent
             self._model: Any = WordLlama.load(cache_dir=folder, disable_download=True)
+            # our own copy: the model's tokenizer pads, and is left as it is
+            self._tokenizer = Tokenizer.from_str(self._model.tokenizer.to_str())
         except Exception as exc:
             raise EmbedderError(
                 f"EMBEDDING_MODEL=wordllama: cannot load the packaged model ({exc})"
             ) from exc
-        self.dim = int(self._model.embed(["probe"]).shape[1])
-        self._lock = threading.Lock()
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self._rows: NDArray[np.float32] = self._model.embedding
+        self.dim = int(self._rows.shape[1])
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """Embed in batches of similar length: padding, not maths, is the cost here
-        (sorting alone more than halves the time on source code)."""
-        if not texts:
-            return []
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with self._lock:
-            vectors = self._model.embed([texts[i] for i in order], norm=True, batch_size=128)
-        result: list[list[float]] = [[] for _ in texts]
-        for position, index in enumerate(order):
-            result[index] = vectors[position].tolist()
-        return result
+        """Thread-safe without a lock: the tokenizer is only read once built (its
+        Rust encoder runs without the GIL and in parallel), and every array is
+        the call's own. A text without tokens (only "") gets a zero vector where
+        wordllama would give NaNs."""
+        import numpy as np
+
+        means = np.zeros((len(texts), self.dim), dtype=np.float32)
+        last_id = self._rows.shape[0] - 1
+        for start in range(0, len(texts), TEXTS_PER_BATCH):
+            batch = texts[start : start + TEXTS_PER_BATCH]
+            encodings = self._tokenizer.encode_batch_fast(batch, add_special_tokens=False)
+            for row, encoding in enumerate(encodings, start):
+                ids = np.asarray(encoding.ids, dtype=np.int64)
+                if ids.size:
+                    np.clip(ids, 0, last_id, out=ids)  # as wordllama does for ids past its rows
+                    means[row] = self._sum_of_rows(ids) / np.float32(ids.size)
+        norms = np.linalg.norm(means, axis=1, keepdims=True)
+        np.divide(means, norms, out=means, where=norms > 0)
+        vectors: list[list[float]] = means.tolist()
+        return vectors
+
+    def _sum_of_rows(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The embedding rows of `ids` added in order, as numpy adds them in one sum
+        (row after row, in float32), but gathered a slice at a time: a one-line
+        minified file of a million tokens would otherwise need a 1 GiB array."""
+        import numpy as np
+
+        total: NDArray[np.float32] = self._rows[ids[:ROWS_PER_SUM]].sum(axis=0, dtype=np.float32)
+        for start in range(ROWS_PER_SUM, ids.size, ROWS_PER_SUM):
+            rows = self._rows[ids[start : start + ROWS_PER_SUM]]
+            total = np.vstack([total[np.newaxis, :], rows]).sum(axis=0, dtype=np.float32)
+        return total
 
 
 class FastEmbedEmbedder:
