@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     embedding_model: str = Field("wordllama", min_length=1)
     embedding_cache_dir: str | None = None
     index_max_file_kb: int = Field(1024, ge=1, le=1_048_576)
+    # large batches are embedded in a helper process where two CPUs or more are usable
+    embedding_process: bool = True
     # embedded engine (Qdrant Edge): build HNSW once this many points were written since
     # the last build; below it an exact scan answers in milliseconds (docs/indexing.md)
     index_hnsw_min_points: int = Field(100_000, ge=1)

@@ -16,6 +16,7 @@ from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
 from core.indexing.embedders import Embedder, open_embedder
+from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
 from core.indexing.sync import IndexTarget, QdrantSync, ReadBefore
 from core.models import IndexingStats
@@ -30,6 +31,8 @@ class Indexer:
         self.settings = settings
         self.qdrant = qdrant
         self._embedder: Embedder | None = None
+        self._opened: Embedder | None = None  # the one opened here (tests may put another)
+        self._helper: EmbeddingProcess | None = None
         self._ready: set[str] = set()
         self._lock = threading.Lock()
 
@@ -37,9 +40,28 @@ class Indexer:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                self._embedder = open_embedder(self.settings.embedding_model,
-                                               self.settings.embedding_cache_dir)
+                self._embedder = self._opened = open_embedder(self.settings.embedding_model,
+                                                              self.settings.embedding_cache_dir)
             return self._embedder
+
+    def _bulk(self) -> Embed:
+        """How the index step embeds: large batches in a helper process where that can
+        run beside this one (`core.indexing.embedding_process`)."""
+        embedder = self.embedder
+        with self._lock:
+            if (self._helper is None and self.settings.embedding_process and embedder is self._opened
+                    and embedder.dim and usable_cpus() >= 2):
+                self._helper = EmbeddingProcess(self.settings.embedding_model,
+                                                self.settings.embedding_cache_dir, embedder.dim)
+            helper = self._helper if embedder is self._opened else None
+        return bulk_embedder(embedder, helper)
+
+    def close(self) -> None:
+        """Stop the embedding helper process, if one was started."""
+        with self._lock:
+            helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.close()
 
     @property
     def layout(self) -> Layout:
@@ -65,7 +87,7 @@ class Indexer:
         `fence` wraps the engine so that every write is the claim's (`core.fence`)."""
         self.prepare(target.collection)
         engine = self.qdrant.engine()
-        sync = QdrantSync(fence(engine), self.embedder, target, before,
+        sync = QdrantSync(fence(engine), self.embedder, target, before, embed=self._bulk(),
                           max_file_bytes=self.max_file_bytes,
                           # where metadata.path is indexed, a filter there is cheap
                           scan_paths=engine.kind != "memory")

@@ -30,15 +30,17 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.bundle import Bundle
 from core.indexing.chunker import Chunk, chunk_text
 from core.indexing.embedders import Embedder
-from core.indexing.engines import IndexEngine, NewPoint, StoredPoint, Where
+from core.indexing.embedding_process import Embed
+from core.indexing.engines import IndexEngine, NewPoint, Sparse, StoredPoint, Where
 from core.indexing.languages import decode_text, language_of
 from core.indexing.lexical import sparse_vector
+from core.memory import release_freed_memory
 from core.models import IndexingStats
 from core.workspace import ApplyPlan, Write
 
@@ -73,7 +75,11 @@ class _Wanted:
     path: str
     chunk_hash: str
     payload: dict[str, Any]
-    sparse: tuple[list[int], list[float]] = field(default=([], []))
+
+    @property
+    def lexical_text(self) -> str:
+        """What the lexical vector is made of: the path, then the chunk."""
+        return f"{self.path}\n{self.payload['metadata']['code']}"
 
 
 @dataclass
@@ -84,6 +90,7 @@ class _Batch:
     moved_lines: list[_Wanted]  # in the engine, at other lines
     reuse: dict[str, list[float]]  # chunk hash -> stored dense vector of a moved file
     todo: list[_Wanted]  # the chunks of `missing` to embed
+    lexical: list[Sparse]  # the lexical vectors of `missing`
 
 
 def point_id(workspace: str, path: str, chunk_hash: str, occurrence: int) -> str:
@@ -94,9 +101,10 @@ class QdrantSync:
     """Applies one plan to one collection."""
 
     def __init__(self, engine: IndexEngine, embedder: Embedder, target: IndexTarget, before: ReadBefore,
-                 max_file_bytes: int, scan_paths: bool) -> None:
+                 max_file_bytes: int, scan_paths: bool, embed: Embed | None = None) -> None:
         self.engine = engine
         self.embedder = embedder
+        self.embed = embed or embedder.embed  # batches of written files (maybe in a helper process)
         self.target = target
         self.before = before
         self.max_file_bytes = max_file_bytes
@@ -151,20 +159,22 @@ class QdrantSync:
                        != (w.payload["metadata"]["start_line"], w.payload["metadata"]["end_line"])]
         reuse = self._stored_dense([w.moved_from for w in writes if w.moved_from]) if missing else {}
         todo = [w for w in missing if w.chunk_hash not in reuse] if self.embedder.dim else []
-        return _Batch(writes, wanted, missing, moved_lines, reuse, todo)
+        lexical = [sparse_vector(w.lexical_text) for w in missing]  # only what is written needs one
+        return _Batch(writes, wanted, missing, moved_lines, reuse, todo, lexical)
 
     def _finish(self, batch: _Batch, embedded: Future[list[list[float]]]) -> None:
         """Write a prepared batch: new points first, then line moves, then stale points."""
+        fresh = embedded.result()
         dense: list[list[float] | None] = [None for _ in batch.missing]
         if self.embedder.dim:
-            vectors = {**batch.reuse, **{w.chunk_hash: v for w, v in zip(batch.todo, embedded.result(),
-                                                                         strict=True)}}
+            vectors = {**batch.reuse, **{w.chunk_hash: v for w, v in zip(batch.todo, fresh, strict=True)}}
             dense = [vectors[w.chunk_hash] for w in batch.missing]
-        self._upsert(batch.missing, dense)
+        self._upsert(batch.missing, dense, batch.lexical)
         self._set_payloads(batch.moved_lines)
         keep = {w.id for w in batch.wanted}
         replaced = [w.path for w in batch.writes if w.replaces]
         self._delete_ids([p.id for p in self._existing(replaced, vectors=False) if p.id not in keep])
+        release_freed_memory()
 
     def _text(self, data: bytes) -> str | None:
         return decode_text(data) if len(data) <= self.max_file_bytes else None
@@ -178,7 +188,6 @@ class QdrantSync:
                 chunk_hash=digest,
                 payload=self._payload(path, language, chunk.start_line, chunk.end_line,
                                       chunk.text, f"sha1:{sha1}", digest),
-                sparse=sparse_vector(f"{path}\n{chunk.text}"),
             )
 
     def _chunk_ids(self, path: str, text: str) -> Iterator[tuple[Chunk, str, str]]:
@@ -215,7 +224,7 @@ class QdrantSync:
         if not texts:
             return []
         started = time.monotonic()
-        vectors = self.embedder.embed(texts)
+        vectors = self.embed(texts)
         self.stats.embed_ms += (time.monotonic() - started) * 1000
         self.stats.chunks_embedded += len(texts)
         return vectors
@@ -274,9 +283,9 @@ class QdrantSync:
         """Points by id: a lookup, not a scan, on every engine."""
         return self.engine.retrieve(self.target.collection, ids, vectors) if ids else []
 
-    def _upsert(self, wanted: list[_Wanted], dense: list[list[float] | None]) -> None:
-        self._write([NewPoint(id=item.id, payload=item.payload, sparse=item.sparse, dense=vector)
-                     for item, vector in zip(wanted, dense, strict=True)])
+    def _upsert(self, wanted: list[_Wanted], dense: list[list[float] | None], sparse: list[Sparse]) -> None:
+        self._write([NewPoint(id=item.id, payload=item.payload, sparse=lexical, dense=vector)
+                     for item, vector, lexical in zip(wanted, dense, sparse, strict=True)])
 
     def _write(self, points: list[NewPoint]) -> None:
         if not points:

@@ -19,12 +19,13 @@ from core.indexing.engines.base import (
     Layout,
     NewPoint,
     ScoredPoint,
+    Sparse,
     StoredPoint,
     Where,
 )
 
 __all__ = ["DENSE", "LEXICAL", "CollectionIncompatible", "HybridQuery", "IndexEngine", "Layout",
-           "NewPoint", "ScoredPoint", "StoredPoint", "Where", "is_remote", "open_engine"]
+           "NewPoint", "ScoredPoint", "Sparse", "StoredPoint", "Where", "is_remote", "open_engine"]
 
 
 def is_remote(url: str) -> bool:
