@@ -68,6 +68,15 @@ class EmbeddingProcess:
         vectors: list[list[float]] = rows.tolist()
         return vectors
 
+    def warm(self) -> None:
+        """Start the helper now, without waiting: it loads its embedder while the
+        first batch is chunked."""
+        try:
+            self._started().submit(_embed, [])
+        except BrokenProcessPool:
+            with self._lock:
+                self._pool = None
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
@@ -108,6 +117,8 @@ def _start(model: str, cache_dir: str | None) -> None:
 def _embed(texts: list[str]) -> bytes:
     import numpy as np
 
+    if not texts:
+        return b""
     array = getattr(_embedder, "embed_array", None)
     vectors = array(texts) if array is not None else np.asarray(_embedder.embed(texts), dtype=np.float32)
     return bytes(vectors.astype(np.float32, copy=False).tobytes())

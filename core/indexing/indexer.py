@@ -24,6 +24,7 @@ from core.qdrant import QdrantHandle
 from core.workspace import ApplyPlan
 
 T = TypeVar("T")
+WARM_FILES = 32  # a plan writing this many files likely has a batch for the helper
 
 
 class Indexer:
@@ -87,7 +88,10 @@ class Indexer:
         `fence` wraps the engine so that every write is the claim's (`core.fence`)."""
         self.prepare(target.collection)
         engine = self.qdrant.engine()
-        sync = QdrantSync(fence(engine), self.embedder, target, before, embed=self._bulk(),
+        embed = self._bulk()
+        if self._helper is not None and len(plan.writes) >= WARM_FILES:
+            self._helper.warm()
+        sync = QdrantSync(fence(engine), self.embedder, target, before, embed=embed,
                           max_file_bytes=self.max_file_bytes,
                           # where metadata.path is indexed, a filter there is cheap
                           scan_paths=engine.kind != "memory")

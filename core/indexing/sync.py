@@ -16,9 +16,10 @@ are exactly what was indexed, since every committed bundle was indexed before
 its tree writes. Looking them up costs the same in a 50-file workspace as in a
 50,000-file one. Where the engine indexes `metadata.path` (a server, Qdrant
 Edge: not qdrant-client's in-process test mode), a filtered scroll is added as
-well, so points left by an older chunker are still found. A retry after `execute` ran part-way may read a
-path's new bytes or none; by then an earlier attempt finished this step, so the
-old points are gone already and nothing more is needed. Every step is safe to
+well, so points left by an older chunker are still found. A retry after
+`execute` ran part-way may read a path's new bytes or none; by then an earlier
+attempt finished this step, so the old points are gone already and nothing
+more is needed. Every step is safe to
 repeat, so a retried bundle leaves no duplicates.
 """
 
@@ -117,8 +118,9 @@ class QdrantSync:
             checkpoint: Callable[[str], None] = lambda point: None) -> IndexingStats:
         """`checkpoint("mid_index")` is called after re-pointing and after each batch of files.
 
-        Batches overlap: while one batch is embedded on a worker thread (the tokenizer
-        and numpy release the GIL), the next is chunked and the previous written."""
+        Batches overlap: while one batch is embedded (on a worker thread, which hands
+        large batches to the embedding helper process), the next is chunked and the
+        previous written."""
         started = time.monotonic()
         if plan.copies:  # first: a write may replace a path whose points move elsewhere
             self._repoint({c.source: c.dest for c in plan.copies})

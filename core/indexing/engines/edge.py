@@ -136,8 +136,19 @@ class EdgeEngine:
             if shard is None:
                 if not self.collection_exists(name):
                     raise IndexUnavailable(f"no collection {name!r} in the embedded index")
-                shard = self._shards[name] = self.qe.EdgeShard.load(str(self.collections / name / "shard"))
+                shard = self._shards[name] = self._load(name)
             return shard
+
+    def _load(self, name: str) -> Any:
+        try:
+            return self.qe.EdgeShard.load(str(self.collections / name / "shard"))
+        except Exception as exc:
+            if "WouldBlock" in str(exc):  # its write-ahead log is locked by another process
+                raise IndexUnavailable(
+                    f"the embedded index folder {self.folder} is open in another process (a running "
+                    "service?): one process at a time can open it; stop that one, or use a Qdrant server"
+                ) from exc
+            raise
 
     # reads --------------------------------------------------------------------
     def retrieve(self, collection: str, ids: list[str], vectors: bool) -> list[StoredPoint]:

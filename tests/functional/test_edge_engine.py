@@ -1,0 +1,107 @@
+"""Qdrant Edge as the embedded engine: what persists, what it refuses, what a crash leaves,
+and HNSW built in the background while every point stays searchable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import IndexUnavailable
+from core.indexing.engines import CollectionIncompatible, HybridQuery, Layout, NewPoint
+from core.indexing.engines.edge import SCRATCH, EdgeEngine
+from tests.support.service import ROOT
+
+LAYOUT = Layout("test-embedder", 8)
+
+
+def points(count: int, workspace: str = "ws", seed: int = 0) -> list[NewPoint]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, LAYOUT.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [NewPoint(id=str(uuid.uuid4()), payload={"workspace": workspace, "metadata": {"path": f"f{i}.py"}},
+                     sparse=([i % 50 + 1], [1.0]), dense=vectors[i].tolist()) for i in range(count)]
+
+
+def test_points_and_the_layout_persist_across_a_reopen(tmp_path: Path) -> None:
+    engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+    engine.ensure_collection("c", LAYOUT)
+    written = points(300)
+    engine.upsert("c", written)
+    engine.delete("c", [written[0].id])
+    engine.set_payloads("c", {written[1].id: {"extra": 1}})
+    engine.close()
+    again = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+    again.ensure_collection("c", LAYOUT)
+    assert again.count("c", {"workspace": "ws"}) == 299
+    [kept] = again.retrieve("c", [written[1].id], vectors=True)
+    assert kept.payload["extra"] == 1 and kept.dense == pytest.approx(written[1].dense)
+    assert kept.sparse == written[1].sparse
+    again.close()
+
+
+@pytest.mark.parametrize(("other", "why"), [
+    (Layout("another-embedder", 8), "was built with embedder 'test-embedder'"),
+    (Layout("test-embedder", 16), "needs a 'dense' vector of size 16"),
+    (Layout("test-embedder", 8, lexical="crc32-tf-2"), "lexical vectors of version 'crc32-tf-1'"),
+])
+def test_a_collection_built_with_other_vectors_is_refused(tmp_path: Path, other: Layout, why: str) -> None:
+    engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+    engine.ensure_collection("c", LAYOUT)
+    with pytest.raises(CollectionIncompatible) as refused:
+        engine.ensure_collection("c", other)
+    assert why in str(refused.value)
+    engine.close()
+
+
+def test_a_creation_a_crash_interrupted_leaves_no_collection(tmp_path: Path) -> None:
+    half_made = tmp_path / "collections" / f"{SCRATCH}0123"
+    (half_made / "shard").mkdir(parents=True)
+    engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+    assert not half_made.exists() and not engine.collection_exists("0123")
+    engine.close()
+
+
+def test_a_folder_another_process_holds_is_refused_saying_so(tmp_path: Path) -> None:
+    EdgeEngine(tmp_path, hnsw_min_points=10**9).ensure_collection("c", LAYOUT)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from core.indexing.engines.edge import EdgeEngine\n"
+         f"e = EdgeEngine(Path({str(tmp_path)!r}), hnsw_min_points=10**9); e.count('c', None)\n"
+         "print('holding', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+        with pytest.raises(IndexUnavailable) as refused:
+            engine.count("c", None)
+        assert "open in another process" in str(refused.value)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_hnsw_is_built_in_the_background_and_fresh_points_stay_searchable(tmp_path: Path) -> None:
+    engine = EdgeEngine(tmp_path, hnsw_min_points=5_000, indexing_threshold_kb=100)
+    engine.ensure_collection("c", LAYOUT)
+    engine.upsert("c", points(6_000, seed=1))  # reaches hnsw_min_points: an optimisation starts
+    fresh = points(50, workspace="fresh", seed=2)
+    engine.upsert("c", fresh)
+    query = HybridQuery(([], []), fresh[7].dense, {"workspace": "fresh"}, 1, 10)
+    deadline = time.monotonic() + 120
+    while True:  # while it optimises, and after: the fresh point is always found
+        assert [hit.id for hit in engine.query("c", query)] == [fresh[7].id]
+        total, indexed = engine.indexed_vectors("c")
+        if indexed >= total + 6_000:  # the first 6,000 points' dense vectors are in a graph now
+            break
+        assert time.monotonic() < deadline, (total, indexed)
+        time.sleep(0.05)
+    assert total == 6_050
+    engine.close()
