@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -301,21 +302,27 @@ def median(values: list[float]) -> float:
 def worker_pids(pid: int) -> list[int]:
     """Descendants of `pid` (gunicorn's workers under the functions-framework process)."""
     found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            found.append(int(child))
-            found += worker_pids(int(child))
+    for child in _children(pid):
+        found.append(child)
+        found += worker_pids(child)
     return found
 
 
 def worker_pid(svc: ServiceProcess) -> int:
-    """The gunicorn worker that serves `svc`'s requests."""
+    """The gunicorn worker that serves `svc`'s requests: a child of its master (a helper
+    process the worker started, `core.indexing.embedding_process`, is a grandchild)."""
     assert svc.process is not None
-    return worker_pids(svc.process.pid)[-1]
+    return _children(svc.process.pid)[-1]
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def proc_status(pid: int, field: str) -> int:
@@ -330,6 +337,25 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (it must still be running)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PeakSampler:
+    """The highest value of a /proc/<pid>/status field, sampled every 50 ms from now on."""
+
+    def __init__(self, pid: int, field: str) -> None:
+        self.pid, self.field, self.peak = pid, field, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak = max(self.peak, proc_status(self.pid, self.field))
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, proc_status(self.pid, self.field))
 
 
 class CpuClock:

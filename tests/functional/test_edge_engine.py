@@ -89,7 +89,7 @@ def test_a_folder_another_process_holds_is_refused_saying_so(tmp_path: Path) -> 
 
 
 def test_hnsw_is_built_in_the_background_and_fresh_points_stay_searchable(tmp_path: Path) -> None:
-    engine = EdgeEngine(tmp_path, hnsw_min_points=5_000, indexing_threshold_kb=100)
+    engine = EdgeEngine(tmp_path, hnsw_min_points=5_000, indexing_threshold_kb=100, idle_secs=0.5)
     engine.ensure_collection("c", LAYOUT)
     engine.upsert("c", points(6_000, seed=1))  # reaches hnsw_min_points: an optimisation starts
     fresh = points(50, workspace="fresh", seed=2)
