@@ -15,10 +15,10 @@ HNSW is built when it pays: a shard is optimised in a background thread once
 `hnsw_min_points` points were upserted to it since it last was (below that, an
 exact scan answers within milliseconds, and optimising costs memory and tens of
 seconds of a core). It starts once no write came for `idle_secs`: an upload
-whose index step overlapped an optimisation took 2.8 times as long. Qdrant keeps every
-point searchable while it optimises, so a query never misses a fresh point.
-Only one optimisation runs at a time, on one thread; closing waits for a
-running one.
+whose index step overlapped an optimisation took 2.8 times as long. Qdrant
+keeps every point searchable while it optimises, so a query never misses a
+fresh point. Only one optimisation runs at a time, on one thread; closing waits
+for a running one.
 """
 
 from __future__ import annotations
