@@ -82,7 +82,7 @@ class EdgeEngine:
         for leftover in self.collections.glob(SCRATCH + "*"):
             shutil.rmtree(leftover, ignore_errors=True)  # a creation a crash interrupted
         self._shards: dict[str, Any] = {}
-        self._written: dict[str, int] = {}  # points written since the last optimisation
+        self._written: dict[str, int] = {}  # points upserted since the last optimisation
         self._optimising: threading.Thread | None = None
         self.idle_secs = idle_secs
         self._last_write = time.monotonic()
