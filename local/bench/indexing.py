@@ -86,7 +86,7 @@ def chunk_texts(builder: BundleBuilder) -> list[str]:
     return texts
 
 
-def index_in_process(root: Path, body: bytes, queries: dict[str, str]) -> tuple[dict[str, float], Settings]:
+def index_in_process(root: Path, body: bytes, queries: dict[str, str]) -> dict[str, float]:
     """Part 1: the index step and its raw-upsert floor, on Edge in `root/qdrant`; part 3:
     top-5 hits of `queries` (query -> expected path) there and in the in-process mode."""
     settings = Settings(work_dir=str(root / "storage"), qdrant_url=str(root / "qdrant"),
@@ -120,7 +120,7 @@ def index_in_process(root: Path, body: bytes, queries: dict[str, str]) -> tuple[
     return {"index_ms": stats.index_ms, "embed_ms": stats.embed_ms, "write_ms": stats.write_ms,
             "chunks": stats.points_upserted, "upsert_ms": upsert_ms,
             "edge_top5": edge_hits, "memory_top5": memory_hits, "quality_queries": len(asked),
-            "quality_points": len(subset), "quality_files": len(quality_files)}, settings
+            "quality_points": len(subset), "quality_files": len(quality_files)}
 
 
 def docstring_queries(builder: BundleBuilder, count: int) -> dict[str, str]:
@@ -224,7 +224,7 @@ def main() -> list[Figure]:
         first = BundleBuilder()
         first.contents = dict(sorted(builder.contents.items())[:QUALITY_FILES])
         queries = docstring_queries(first, QUALITY_QUERIES)
-        measured, _ = index_in_process(root / "in-process", body, queries)
+        measured = index_in_process(root / "in-process", body, queries)
         floor_ms = tokenizer_ms(texts)
         seconds, peak_mb, anon_mb, helper_mb = upload_through_service(root, body)
         service_ms, engine_ms = search_times(root / "svc" / "qdrant", queries_from(builder, QUERIES))
