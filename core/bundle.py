@@ -32,13 +32,14 @@ from pydantic import BaseModel, ValidationError
 
 from core.errors import BundleTooLarge, DeltaError, InvalidBundle, concerning, disk_full_is_retryable
 from core.keys import BUNDLE_ID
-from core.models import OPERATION_KINDS, Manifest, Operation, OperationsFile
+from core.models import OPERATION_KINDS, GitHistory, Manifest, Operation, OperationsFile
 from core.paths import check_path, path_problem
 
 COPY_CHUNK = 1024 * 1024
 TRAILING_LIMIT = 1024 * 1024  # tar pads to 10 KiB records; anything much longer is not padding
 MANIFEST = "manifest.json"
 OPERATIONS = "metadata/operations.json"
+GIT_HISTORY = "metadata/git_history.json"
 CONTENT_KINDS = ("created", "updated", "moved")
 LAYOUT_FOLDERS = ("files/", "metadata/")
 M = TypeVar("M", bound=BaseModel)
@@ -67,6 +68,7 @@ class Bundle:
     manifest: Manifest
     operations: list[Operation]
     staged: dict[str, StagedFile] = field(default_factory=dict)
+    history: GitHistory | None = None  # metadata/git_history.json, when the client sent one
 
     @property
     def bundle_id(self) -> str:
@@ -201,7 +203,8 @@ def _validate(members: dict[str, StagedFile], limits: BundleLimits) -> Bundle:
     with concerning(manifest.bundle_id):
         if OPERATIONS in staged:
             operations = _parse(staged, OPERATIONS, OperationsFile, limits).operations
-        bundle = Bundle(manifest=manifest, operations=operations, staged=staged)
+        history = _parse(staged, GIT_HISTORY, GitHistory, limits) if GIT_HISTORY in staged else None
+        bundle = Bundle(manifest=manifest, operations=operations, staged=staged, history=history)
         _check_operations(bundle)
     return bundle
 

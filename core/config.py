@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     request_timeout_secs: float | None = Field(None, gt=0, le=300)
     apply_batch_files: int = Field(512, ge=1, le=100_000)  # tree writes between lease checks
     manifest_page_limit: int = Field(1000, ge=1, le=100_000)
+    file_max_kb: int = Field(1024, ge=1, le=1_048_576)  # most text GET /api/v1/delta/file answers
     fault_injection: str | None = None  # tests only: see core/faults.py
     google_cloud_project: str | None = None  # for trace ids in Cloud Logging
 

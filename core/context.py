@@ -18,6 +18,7 @@ from core.logs import configure_logging
 from core.pipeline import Pipeline
 from core.qdrant import QdrantHandle
 from core.ratelimit import RateLimiter
+from core.search import Searcher
 from core.storage import ObjectStore, open_store
 
 
@@ -36,6 +37,10 @@ class ServiceContext:
     @cached_property
     def pipeline(self) -> Pipeline:
         return Pipeline(self.settings, self.store, self.indexer)
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        return Searcher(self.settings, self.store, self.indexer)
 
     @cached_property
     def authenticator(self) -> Authenticator:

@@ -130,6 +130,13 @@ class AuthDisabled(NotFound):
     code = "AUTH_DISABLED"
 
 
+class Unprocessable(DeltaError):
+    """A well-formed request for something this service will not answer in that form."""
+
+    code = "UNPROCESSABLE"
+    http_status = 422
+
+
 class UserExists(DeltaError):
     code = "USER_EXISTS"
     http_status = 409

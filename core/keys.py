@@ -10,7 +10,9 @@
     <prefix>/workspaces/<ws>/plans/<id>.json      apply plan of a claimed bundle
     <prefix>/workspaces/<ws>/plans/<id>.stash/<n> move sources the bundle overwrites
     <prefix>/workspaces/<ws>/tree/<path>          the workspace files
+    <prefix>/workspaces/<ws>/commits/<commit>.json one git commit a client sent, write-once
     <prefix>/aliases/<path-key>.json              workspace path -> workspace key
+    <prefix>/tenants/<tenant-key>/workspaces/<ws>.json a tenant's workspace: path and repo id
     <prefix>/auth/first-user.json                 write-once: who the first (admin) user is
     <prefix>/auth/users/<name>.json               one user: tenant, admin, argon2 hash (write-once per name)
     <prefix>/auth/sessions/<sha256 hex>.json      one session, by the digest of its id (CAS)
@@ -79,6 +81,15 @@ def alias_key(tenant: str, workspace_path: str) -> str:
     return f"aliases/{_digest('alias', tenant, normalise_workspace_path(workspace_path))}.json"
 
 
+def tenant_workspaces_prefix(tenant: str) -> str:
+    """Where a tenant's workspaces are listed (one record each, written on upload)."""
+    return f"tenants/{_digest('tenant', tenant)}/workspaces/"
+
+
+def tenant_workspace_key(tenant: str, ws: str) -> str:
+    return f"{tenant_workspaces_prefix(tenant)}{ws}.json"
+
+
 def raw_bundle_key(ws: str, bundle_id: str) -> str:
     return f"bundles/{ws}/{bundle_id}.tar.gz"
 
@@ -135,6 +146,11 @@ def stash_key(ws: str, bundle_id: str, owner: str, number: int) -> str:
 
 def stash_prefix(ws: str, bundle_id: str) -> str:
     return f"workspaces/{ws}/plans/{bundle_id}.stash/"
+
+
+def commit_key(ws: str, commit_id: str) -> str:
+    """A commit by its id (`core.models.GitCommit`: hex digits only)."""
+    return f"workspaces/{ws}/commits/{commit_id}.json"
 
 
 def tree_prefix(ws: str) -> str:

@@ -9,6 +9,7 @@
     delta_embed_seconds                      embedder time per bundle
     delta_http_requests_total{route,status}  requests answered
     delta_http_request_seconds{route}        request latency
+    delta_search_seconds{kind}               searches answered (code, commits) and their latency
 
 Each process keeps its own counters; Prometheus sums over instances. With more
 than one worker per instance (functions-framework's WORKERS), set
@@ -35,6 +36,8 @@ POINTS = Counter("delta_points_total", "Qdrant points written, by action", ["act
 CHUNKS_EMBEDDED = Counter("delta_chunks_embedded_total", "Chunks sent to the embedder")
 EMBED_SECONDS = Histogram("delta_embed_seconds", "Embedder time per bundle", buckets=STEP_BUCKETS)
 HTTP_REQUESTS = Counter("delta_http_requests_total", "HTTP requests answered", ["route", "status"])
+SEARCH_SECONDS = Histogram("delta_search_seconds", "Search latency, by kind (code, commits)", ["kind"],
+                           buckets=STEP_BUCKETS)
 HTTP_SECONDS = Histogram("delta_http_request_seconds", "HTTP request latency", ["route"],
                          buckets=STEP_BUCKETS)
 

@@ -94,6 +94,31 @@ class OperationsFile(_Wire):
     operations: list[Operation] = Field(max_length=10_000_000)
 
 
+class GitCommit(_Wire):
+    """One commit of `metadata/git_history.json`, as the existing clients write it."""
+
+    commit_id: StrictStr = Field(pattern=r"^[0-9a-f]{7,64}$")
+    author_name: StrictStr | None = None
+    authored_date: StrictStr | None = None
+    message: StrictStr | None = None
+    files: list[StrictStr] | None = None
+    diff: StrictStr | None = None
+
+
+class GitHistory(_Wire):
+    """`metadata/git_history.json`: the commits a client read from its repository."""
+
+    commits: list[GitCommit] = Field(default_factory=list, max_length=100_000)
+
+
+class HistoryStats(BaseModel):
+    """What one bundle's git history did: commits it carried, and those new here."""
+
+    commits: int = 0
+    stored: int = 0
+    indexed: int = 0
+
+
 class ProcessedOperations(BaseModel):
     """What applying a bundle did, per operation kind."""
 
@@ -213,6 +238,7 @@ class UploadResult(BaseModel):
     processed_operations: ProcessedOperations
     failures: list[OperationFailure] = []
     indexing: IndexingStats | None = None
+    git_history: HistoryStats | None = None  # only for a bundle that carried git history
     timings_ms: dict[str, float] = {}
     processing_time_ms: float
     committed_at: str

@@ -20,6 +20,7 @@ from core.auth.records import NewUser, PasswordLogin, TokenLogin
 from core.events import S3Notification
 from core.keys import BUNDLE_ID
 from core.models import UploadRequest, UploadResult
+from core.search import SearchRequest
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/{model}"
@@ -29,11 +30,14 @@ CODES: dict[int, list[str]] = {
           "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "INVALID_JSON", "UNKNOWN_EVENT"],
     401: ["UNAUTHORIZED"],
     403: ["FORBIDDEN"],
-    404: ["NOT_FOUND", "AUTH_DISABLED"],
+    404: ["NOT_FOUND", "AUTH_DISABLED", "WORKSPACE_NOT_FOUND", "COLLECTION_NOT_FOUND", "FILE_NOT_FOUND",
+          "SEARCH_UNAVAILABLE"],
     405: ["METHOD_NOT_ALLOWED"],
     409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS"],
     413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE", "TOO_MANY_RECORDS",
           "FORM_FIELD_TOO_LARGE"],
+    414: ["REQUEST_LINE_TOO_LONG"],
+    422: ["FILE_NOT_TEXT"],
     429: ["RATE_LIMITED", "LOGIN_RATE_LIMITED"],
     500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
     501: ["DIRECT_UPLOAD_UNAVAILABLE"],
@@ -90,13 +94,18 @@ def _component(name: str) -> Schema:
     return {"$ref": REF.format(model=name)}
 
 
+def _non_null(field: Schema) -> Schema:
+    """A pydantic field's schema without its `null` alternative, title or default."""
+    schema = next((s for s in field.get("anyOf", [field]) if s.get("type") != "null"), field)
+    return {k: v for k, v in schema.items() if k not in ("title", "default")}
+
+
 def _form_fields() -> Schema:
     """The upload's text fields, with the limits `UploadRequest` enforces."""
     model = UploadRequest.model_json_schema()["properties"]
 
     def text(name: str) -> Schema:
-        field = next(s for s in model[name].get("anyOf", [model[name]]) if s.get("type") != "null")
-        return {k: v for k, v in field.items() if k not in ("title", "default")}
+        return _non_null(model[name])
 
     return {
         "workspace_path": {**text("workspace_path"), "pattern": "^[^\\u0000]*$",
@@ -187,6 +196,25 @@ def _schemas() -> Schema:
                                indexing_status={"enum": ["idle", "indexing", "empty"]},
                                staging={"type": ["boolean", "null"]}, workspace_key=NULLABLE_STRING,
                                last_sequence={"type": ["integer", "null"], "minimum": 0}),
+        "SearchHits": _object(["query", "kind", "collection_name", "workspace_key", "hits"],
+                              query=STRING, kind={"enum": ["code", "commits"]}, collection_name=STRING,
+                              workspace_key=NULLABLE_STRING,
+                              hits={"type": "array", "items": {"anyOf": [_component("CodeHit"),
+                                                                         _component("CommitHit")]}}),
+        "CodeHit": _object(["path", "host_path", "start_line", "end_line", "score", "language", "snippet"],
+                           path=STRING, host_path=NULLABLE_STRING, start_line=COUNT, end_line=COUNT,
+                           score={"type": "number"}, language=STRING, snippet=STRING,
+                           snippet_truncated={"type": "boolean"}, workspace_key=NULLABLE_STRING),
+        "CommitHit": _object(["commit_id", "author", "date", "message", "files", "score"],
+                             commit_id=STRING, author=STRING, date=STRING, message=STRING,
+                             files={"type": "array", "items": STRING}, files_truncated={"type": "boolean"},
+                             score={"type": "number"}, workspace_key=NULLABLE_STRING),
+        "StoredFile": _object(["workspace_path", "workspace_key", "path", "size", "start_line", "end_line",
+                               "total_lines", "content", "truncated"],
+                              workspace_path=STRING, workspace_key=STRING, path=STRING, size=COUNT,
+                              start_line=COUNT, end_line={"type": ["integer", "null"]},
+                              total_lines={"type": ["integer", "null"]}, content=STRING,
+                              truncated={"type": "boolean"}),
         "CloudEvent": _object(["specversion", "id", "source", "type"], specversion=STRING, id=STRING,
                               source=STRING, type=STRING, subject=STRING, data={}),
     }
@@ -217,6 +245,24 @@ def _auth_paths() -> Schema:
                                      "PasswordLogin", "Session", 401, 429),
         "/auth/users": users,
     }
+
+
+def _search_path(secured: list[Schema], guarded: Schema) -> Schema:
+    """GET with query parameters, POST with the same names as JSON (`core.search.SearchRequest`)."""
+    model = SearchRequest.model_json_schema()
+    parameters = [_query(name, _non_null(field), required=name in model["required"])
+                  for name, field in model["properties"].items()]
+    body = {**model, "properties": {**model["properties"], "session": {
+        "type": "string", "description": "a credential, as the existing clients send it"}}}
+    # a long query in the query string can pass LIMIT_REQUEST_LINE: POST takes any length
+    answer = {"200": _json(_component("SearchHits")), **_errors(400, 404, 414), **guarded}
+    get = _read_only({"operationId": "search", "summary": "Hybrid search over a workspace or collection",
+                      "parameters": parameters, "security": secured, "responses": answer})
+    post = {"operationId": "searchPost", "summary": "As GET, the parameters as a JSON object",
+            "security": secured, "requestBody": {"required": True, "content": {
+                "application/json": {"schema": body}}},
+            "responses": {**answer, **_errors(413, 405)}}
+    return {**get, "post": post}
 
 
 @cache
@@ -284,6 +330,16 @@ def openapi_document() -> dict[str, Any]:
                 "application/cloudevents+json": {"schema": _component("CloudEvent")}}},
             "responses": {"200": _json(_component("EventOutcomes")),
                           **_errors(400, 405, 413, 429, 500, 503)}}},
+        "/api/v1/delta/file": _read_only({
+            "operationId": "storedFile", "summary": "One file of the workspace's tree (lines of it)",
+            "parameters": [*workspace,
+                           _query("path", {"type": "string", "minLength": 1}, required=True,
+                                  description="the file's path in the workspace, as a hit names it"),
+                           _query("start_line", {"type": "integer", "minimum": 1}),
+                           _query("end_line", {"type": "integer", "minimum": 1})],
+            "security": secured,
+            "responses": {"200": _json(_component("StoredFile")), **_errors(400, 404, 422), **guarded}}),
+        "/api/v1/search": _search_path(secured, guarded),
         **_auth_paths(),
         "/bridge/state": _read_only({
             "operationId": "bridgeState", "summary": "Which collection serves a repo (the MCP bridge)",

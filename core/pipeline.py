@@ -5,8 +5,10 @@
     3 claim   `core.sequences`: next number, or duplicate / busy / stalled
     4 plan    `core.workspace.make_plan`, stored write-once with the claim
     5 index   `core.indexing`: Qdrant brought in line with the plan, from the
-              staged bytes (so nothing is read back from storage)
-    6 apply   `core.workspace.execute`: copies, writes, deletes on the tree
+              staged bytes (so nothing is read back from storage), and the new
+              commits of the bundle's git history indexed
+    6 apply   `core.workspace.execute`: copies, writes, deletes on the tree; the
+              bundle's git history, if any, stored commit by commit (`core.history`)
     7 commit  journal entry, result record, then the head (the commit point)
 
 Each step is keyed by bundle id and safe to repeat, so a client retry, a
@@ -19,6 +21,7 @@ lease writes nothing more (503 LEASE_LOST) and cannot undo a taker's work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,6 +48,7 @@ from core.errors import (
 )
 from core.faults import Faults
 from core.fence import Fence
+from core.history import store_commits
 from core.indexing.indexer import Indexer
 from core.indexing.sync import IndexTarget
 from core.keys import (
@@ -54,9 +58,10 @@ from core.keys import (
     raw_bundle_key,
     result_key,
     stash_prefix,
+    tenant_workspace_key,
     workspace_key,
 )
-from core.models import UploadRequest, UploadResult
+from core.models import HistoryStats, UploadRequest, UploadResult
 from core.names import stored_collection
 from core.sequences import (
     BundleClaim,
@@ -69,7 +74,7 @@ from core.sequences import (
     Stalled,
     utc_now,
 )
-from core.storage import ObjectNotFound, ObjectStore
+from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
 from core.workspace import ApplyPlan, execute, make_plan, read_before, stash_sources
 
 log = logging.getLogger(__name__)
@@ -165,6 +170,7 @@ class Pipeline:
             laps.lap("keep")
             result = self._claim_and_apply(ws, claim, bundle, started, laps)
             self._remember_alias(request, ws)
+            self._register(request, ws)
             return result
 
     def _keep(self, ws: str, bundle_id: str, raw: Path, raw_sha1: str) -> None:
@@ -181,6 +187,15 @@ class Pipeline:
         search and the bridge when they are given a path alone."""
         body = json.dumps({"workspace_key": ws}).encode()
         self.store.put(alias_key(request.tenant, request.workspace_path), body)
+
+    def _register(self, request: UploadRequest, ws: str) -> None:
+        """The tenant's list of workspaces (`views.list_workspaces`) names this one: a
+        record written once, on its first committed upload after this record existed."""
+        key = tenant_workspace_key(request.tenant, ws)
+        body = json.dumps({"workspace_path": request.workspace_path,
+                           "logical_repo_id": request.logical_repo_id, "workspace_key": ws}).encode()
+        with contextlib.suppress(PreconditionFailed):
+            self.store.put_if_absent(key, body)
 
     def _claim_and_apply(
         self, ws: str, claim: BundleClaim, bundle: Bundle, started: float, laps: Laps
@@ -268,7 +283,8 @@ class Pipeline:
             plan = self._plan(ws, bundle, fence)
             faults.at("after_plan", bundle.bundle_id)
             laps.lap("plan")
-            indexing = None
+            indexing, history = None, None
+            commits = bundle.history.commits if bundle.history is not None else None
             if self.indexer is not None:
                 target = IndexTarget(
                     collection=mine.collection_name,
@@ -283,10 +299,15 @@ class Pipeline:
                     target, plan, bundle,
                     before=lambda paths: read_before(self.store, ws, plan, paths, max_bytes),
                     fence=fence.qdrant, checkpoint=checkpoint)
+                if commits:
+                    history = HistoryStats(indexed=self.indexer.index_commits(target, commits, fence.qdrant))
             faults.at("after_index", bundle.bundle_id)
             laps.lap("index")
             execute(self.store, ws, plan, bundle, fence,
                     batch_files=self.settings.apply_batch_files, checkpoint=checkpoint)
+            if commits is not None:
+                history = (history or HistoryStats()).model_copy(update={
+                    "commits": len(commits), "stored": store_commits(self.store, ws, commits, fence)})
             faults.at("after_apply", bundle.bundle_id)
             laps.lap("apply")
             result = UploadResult(
@@ -299,6 +320,7 @@ class Pipeline:
                 processed_operations=plan.processed,
                 failures=plan.failures,
                 indexing=indexing,
+                git_history=history,
                 timings_ms=dict(laps.ms),
                 processing_time_ms=_elapsed_ms(started),
                 committed_at=utc_now(),

@@ -1,4 +1,4 @@
-"""Read-only answers about a workspace: status and manifest, straight from storage.
+"""Read-only answers about a workspace: status, manifest and one file, straight from storage.
 
 Nothing is cached in the process, so every instance answers the same.
 """
@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core import __version__
 from core.config import Settings
-from core.errors import InvalidRequest
-from core.keys import alias_key, workspace_key
+from core.errors import InvalidRequest, NotFound, Unprocessable
+from core.indexing.languages import SNIFF_BYTES
+from core.keys import alias_key, tenant_workspaces_prefix, tree_key, workspace_key
+from core.paths import check_path
 from core.sequences import HeadRecord, Sequences
 from core.storage import ObjectNotFound, ObjectStore
-from core.workspace import list_files
+from core.workspace import list_files, parallel_map
 
 SUPPORTED_FORMATS = ["tar.gz"]
 
@@ -133,6 +137,89 @@ def manifest(
         "last_sequence": head.last_sequence if head else 0,
         "files": files,
         "next_cursor": _encode_cursor(last) if last else None,
+    }
+
+
+def list_workspaces(store: ObjectStore, settings: Settings, tenant: str, cursor: str,
+                    limit: int | None) -> dict[str, Any]:
+    """One page of the tenant's workspaces, each with its head's sequence and collection."""
+    page = settings.manifest_page_limit if limit is None else limit
+    if not 1 <= page <= settings.manifest_page_limit:
+        raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
+    prefix = tenant_workspaces_prefix(tenant)
+    after = _decode_cursor(cursor)
+    keys = []
+    for key in store.list(prefix, start_after=prefix + after if after else ""):
+        keys.append(key)
+        if len(keys) >= page:
+            break
+
+    def describe(key: str) -> dict[str, Any] | None:
+        try:
+            record = json.loads(store.get(key).body)
+        except ObjectNotFound:
+            return None
+        head, _ = Sequences(store, record["workspace_key"], settings.lease_secs).read()
+        if head is None:
+            return None
+        return {"workspace_path": record["workspace_path"], "logical_repo_id": record["logical_repo_id"],
+                "workspace_key": record["workspace_key"], "collection_name": head.collection_name,
+                "last_sequence": head.last_sequence, "last_upload": head.last_upload,
+                "pending": head.pending is not None}
+
+    found = parallel_map(store, describe, keys)
+    last = keys[-1][len(prefix):] if len(keys) >= page else ""
+    return {"workspaces": [w for w in found if w is not None],
+            "next_cursor": _encode_cursor(last) if last else None}
+
+
+def stored_file(
+    store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None,
+    file_path: str, start_line: int | None, end_line: int | None,
+) -> dict[str, Any]:
+    """Lines `start_line`-`end_line` (1-based, inclusive; default: all) of one file of the
+    tree, at most FILE_MAX_KB of text (`truncated` says when more was asked for). The
+    file is copied to scratch and read line by line, so a large one costs no memory."""
+    check_path(file_path, "path")
+    if start_line is not None and end_line is not None and end_line < start_line:
+        raise InvalidRequest("end_line must not be before start_line")
+    ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
+    if head is None:
+        raise NotFound("no upload reached this workspace yet", code="WORKSPACE_NOT_FOUND")
+    first, last = start_line or 1, end_line
+    budget = settings.file_max_kb * 1024
+    with tempfile.TemporaryDirectory(dir=store.scratch_dir) as scratch:
+        local = Path(scratch) / "file"
+        try:
+            store.download(tree_key(ws, file_path), local)
+        except ObjectNotFound:
+            raise NotFound("the workspace holds no file at this path", code="FILE_NOT_FOUND") from None
+        size = local.stat().st_size
+        with local.open("rb") as handle:
+            if b"\x00" in handle.read(SNIFF_BYTES):
+                raise Unprocessable("the file is not text", code="FILE_NOT_TEXT")
+            handle.seek(0)
+            kept: list[bytes] = []
+            used, number, truncated = 0, 0, False
+            for number, line in enumerate(handle, start=1):  # noqa: B007 - the count is read below
+                if number < first or (last is not None and number > last):
+                    continue
+                if used + len(line) > budget:
+                    truncated = True
+                    break
+                kept.append(line)
+                used += len(line)
+    content = b"".join(kept).decode("utf-8", errors="replace")
+    return {
+        "workspace_path": path,
+        "workspace_key": ws,
+        "path": file_path,
+        "size": size,
+        "start_line": first,
+        "end_line": first + len(kept) - 1 if kept else None,
+        "total_lines": None if truncated else number,
+        "content": content,
+        "truncated": truncated,
     }
 
 

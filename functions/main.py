@@ -1,6 +1,7 @@
 """functions-framework targets: one per function, plus `service` serving all on one port.
 
     health, status, manifest, upload, upload_url, bundle_state, bridge_state   HTTP functions
+    search, file         HTTP: /api/v1/search, /api/v1/delta/file
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
@@ -34,10 +35,12 @@ from functions.bridge_state import bridge_state as _bridge_state  # noqa: E402
 from functions.bundles import bundle_state as _bundle_state  # noqa: E402
 from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
+from functions.file import delta_file as _delta_file  # noqa: E402
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
 from functions.metrics import metrics_endpoint as _metrics  # noqa: E402
 from functions.openapi import openapi as _openapi  # noqa: E402
+from functions.search import search as _search  # noqa: E402
 from functions.status import status as _status  # noqa: E402
 from functions.upload import upload as _upload  # noqa: E402
 from functions.upload_url import upload_url as _upload_url  # noqa: E402
@@ -52,6 +55,8 @@ ROUTES = {
     "/api/v1/delta/manifest": _manifest,
     "/api/v1/delta/upload-url": _upload_url,
     "/api/v1/delta/events": _bundle_events,
+    "/api/v1/delta/file": _delta_file,
+    "/api/v1/search": _search,
     "/bridge/state": _bridge_state,
     "/metrics": _metrics,
     "/openapi.json": _openapi,
@@ -88,6 +93,8 @@ bundle_state = functions_framework.http(_with_probes(_bundle_state))
 bundle_events = functions_framework.http(_with_probes(_bundle_events))
 auth = functions_framework.http(_with_probes(_auth))
 bridge_state = functions_framework.http(_with_probes(_bridge_state))
+search = functions_framework.http(_with_probes(_search))
+file = functions_framework.http(_with_probes(_delta_file))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 

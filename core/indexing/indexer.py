@@ -15,11 +15,12 @@ from typing import TypeVar
 from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
+from core.indexing.commits import COMMIT_KIND, index_commits
 from core.indexing.embedders import Embedder, open_embedder
 from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
 from core.indexing.sync import IndexTarget, QdrantSync, ReadBefore
-from core.models import IndexingStats
+from core.models import GitCommit, IndexingStats
 from core.qdrant import QdrantHandle
 from core.workspace import ApplyPlan
 
@@ -98,13 +99,21 @@ class Indexer:
         with _qdrant_errors():
             return sync.run(plan, bundle, checkpoint)
 
+    def index_commits(self, target: IndexTarget, commits: list[GitCommit],
+                      fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine) -> int:
+        """Index the commits of a bundle's git history that `target` lacks; how many."""
+        self.prepare(target.collection)
+        with _qdrant_errors():
+            return index_commits(fence(self.qdrant.engine()), self.embedder, target.collection,
+                                 target.workspace, commits, target.bundle_id, target.sequence)
+
     def count_points(self, collection: str, workspace: str) -> int | None:
-        """Points indexed for a workspace, or None when Qdrant cannot say right now."""
+        """Code points indexed for a workspace, or None when Qdrant cannot say right now."""
         try:
             engine = self.qdrant.engine()
             if not engine.collection_exists(collection):
                 return 0
-            return engine.count(collection, {"workspace": workspace})
+            return engine.count(collection, {"workspace": workspace}, exclude={"kind": COMMIT_KIND})
         except Exception:  # noqa: BLE001 - status answers without the count
             return None
 

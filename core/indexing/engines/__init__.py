@@ -18,6 +18,7 @@ from core.indexing.engines.base import (
     IndexEngine,
     Layout,
     NewPoint,
+    Prefix,
     ScoredPoint,
     Sparse,
     StoredPoint,
@@ -25,7 +26,7 @@ from core.indexing.engines.base import (
 )
 
 __all__ = ["DENSE", "LEXICAL", "CollectionIncompatible", "HybridQuery", "IndexEngine", "Layout",
-           "NewPoint", "ScoredPoint", "Sparse", "StoredPoint", "Where", "is_remote", "open_engine"]
+           "NewPoint", "Prefix", "ScoredPoint", "Sparse", "StoredPoint", "Where", "is_remote", "open_engine"]
 
 
 def is_remote(url: str) -> bool:

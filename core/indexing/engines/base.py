@@ -11,7 +11,8 @@ and metadata saying what built the collection (`Layout`), checked on each open.
 
 Points cross this interface as plain values (`NewPoint`, `StoredPoint`, ids as
 strings), so no engine's classes leak into the pipeline; filters are `Where`:
-each key must equal the value, or one of the values of a list.
+each key must equal the value, or one of the values of a list, or start with a
+`Prefix`; an `exclude` filter drops the points that match any of its keys.
 """
 
 from __future__ import annotations
@@ -25,14 +26,23 @@ from core.errors import DeltaError
 DENSE = "dense"
 LEXICAL = "lexical"
 # keyword payload indexes: the fields that searches, counts and scans filter on
-PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_hash")
+PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_hash", "kind")
 # how `core.indexing.lexical` turns text into a sparse vector; a change of it is a new
 # value here, and collections built with another are refused like another embedder
 LEXICAL_VERSION = "crc32-tf-1"
 LAYOUT = 1
 
 Sparse = tuple[list[int], list[float]]
-Where = dict[str, "str | list[str]"]
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A keyword value that starts with `value` (byte-wise, case-sensitive)."""
+
+    value: str
+
+
+Where = dict[str, "str | list[str] | Prefix"]
 
 
 class CollectionIncompatible(DeltaError):
@@ -104,6 +114,7 @@ class HybridQuery:
     where: Where | None
     limit: int
     prefetch: int
+    exclude: Where | None = None
 
 
 @dataclass
@@ -126,7 +137,7 @@ class IndexEngine(Protocol):
     def collection_exists(self, name: str) -> bool: ...
     def retrieve(self, collection: str, ids: list[str], vectors: bool) -> list[StoredPoint]: ...
     def scroll(self, collection: str, where: Where | None, vectors: bool) -> Iterator[StoredPoint]: ...
-    def count(self, collection: str, where: Where | None) -> int: ...
+    def count(self, collection: str, where: Where | None, exclude: Where | None = None) -> int: ...
     def query(self, collection: str, query: HybridQuery) -> list[ScoredPoint]: ...
 
     # writes: the ones `core.fence` fences (WRITES)
@@ -135,14 +146,23 @@ class IndexEngine(Protocol):
     def delete(self, collection: str, ids: list[str]) -> None: ...
 
 
-def engine_filter(models: Any, where: Where | None) -> Any:
-    """`where` as a filter of `models` (qdrant-client's and qdrant-edge's spell it alike)."""
-    if not where:
+def engine_filter(models: Any, where: Where | None, exclude: Where | None = None) -> Any:
+    """`where` (and not `exclude`) as a filter of `models` (qdrant-client's and
+    qdrant-edge's spell it alike)."""
+    if not where and not exclude:
         return None
-    return models.Filter(must=[
-        models.FieldCondition(key=key, match=models.MatchAny(any=value) if isinstance(value, list)
-                              else models.MatchValue(value=value))
-        for key, value in where.items()])
+
+    def conditions(match: Where | None) -> list[Any] | None:
+        return [models.FieldCondition(key=key, match=_match(models, value))
+                for key, value in match.items()] if match else None
+
+    return models.Filter(must=conditions(where), must_not=conditions(exclude))
+
+
+def _match(models: Any, value: str | list[str] | Prefix) -> Any:
+    if isinstance(value, Prefix):
+        return models.MatchPrefix(prefix=value.value)
+    return models.MatchAny(any=value) if isinstance(value, list) else models.MatchValue(value=value)
 
 
 def stored_point(record: Any) -> StoredPoint:

@@ -179,13 +179,13 @@ class EdgeEngine:
             if offset is None:
                 return
 
-    def count(self, collection: str, where: Where | None) -> int:
-        request = self.qe.CountRequest(exact=True, filter=self._filter(where))
+    def count(self, collection: str, where: Where | None, exclude: Where | None = None) -> int:
+        request = self.qe.CountRequest(exact=True, filter=self._filter(where, exclude))
         return int(self._shard(collection).count(request))
 
     def query(self, collection: str, query: HybridQuery) -> list[ScoredPoint]:
         qe = self.qe
-        where = self._filter(query.where)
+        where = self._filter(query.where, query.exclude)
         prefetch = []
         if query.sparse[0]:
             prefetch.append(qe.Prefetch(limit=query.prefetch, filter=where, query=qe.Query.Nearest(
@@ -226,8 +226,8 @@ class EdgeEngine:
             shard.update(self.qe.UpdateOperation.delete_points(batch))
         self._wrote(collection, 0)
 
-    def _filter(self, where: Where | None) -> Any:
-        return engine_filter(self.qe, where)
+    def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
+        return engine_filter(self.qe, where, exclude)
 
     # HNSW ---------------------------------------------------------------------
     def _wrote(self, collection: str, upserted: int) -> None:

@@ -111,12 +111,12 @@ class ServerEngine:
             if offset is None:
                 return
 
-    def count(self, collection: str, where: Where | None) -> int:
-        return int(self.client.count(collection, count_filter=self._filter(where), exact=True).count)
+    def count(self, collection: str, where: Where | None, exclude: Where | None = None) -> int:
+        return int(self.client.count(collection, count_filter=self._filter(where, exclude), exact=True).count)
 
     def query(self, collection: str, query: HybridQuery) -> list[ScoredPoint]:
         m = self.models
-        where = self._filter(query.where)
+        where = self._filter(query.where, query.exclude)
         prefetch = []
         if query.sparse[0]:
             prefetch.append(m.Prefetch(query=m.SparseVector(indices=query.sparse[0], values=query.sparse[1]),
@@ -157,5 +157,5 @@ class ServerEngine:
             selector = self.models.PointIdsList(points=ids[start : start + PAGE])
             self.client.delete(collection, points_selector=selector, wait=True, ordering=self.ordering)
 
-    def _filter(self, where: Where | None) -> Any:
-        return engine_filter(self.models, where)
+    def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
+        return engine_filter(self.models, where, exclude)
