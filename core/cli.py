@@ -6,7 +6,7 @@
     delta-upload bundle PATH -o FILE
     delta-upload smoke --url URL
     delta-upload hash-key KEY
-    delta-upload search "query" --workspace-path /work/myrepo [--collection C] [--limit N]
+    delta-upload search "query" --workspace-path /work/myrepo [--endpoint URL] [--limit N] [--commits]
 
 Every command takes --json (machine-readable output) and --quiet (no progress,
 only errors). Exit codes: 0 success, 1 the operation failed, 2 bad usage or settings.
@@ -31,6 +31,7 @@ from core.client import RemoteUploadClient, SyncResult
 from core.client.transport import Refused, TransportError
 
 MAX_WATCH_BACKOFF_S = 300.0
+DEFAULT_ENDPOINT = "http://127.0.0.1:8002"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,12 +98,24 @@ def _parser() -> argparse.ArgumentParser:
     hashed = command("hash-key", "print the digest of an API key for API_KEYS_FILE", _hash_key,
                      workspace=False)
     hashed.add_argument("key", help="the API key (read from stdin when '-')")
-    search = command("search", "hybrid search over an indexed workspace", _search, workspace=False)
+    search = command("search", "hybrid search over what the service indexed", _search, workspace=False)
     search.add_argument("query")
-    search.add_argument("--workspace-path", help="limit hits to this workspace (as uploaded)")
+    search.add_argument("--workspace-path", help="the workspace, as uploaded (e.g. /work/myrepo)")
     search.add_argument("--logical-repo-id", help="the repo id the workspace was uploaded with")
-    search.add_argument("--collection", help="collection (default: COLLECTION_NAME)")
-    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--collection", help="a whole collection (with --workspace-path: the "
+                        "workspace's points in it)")
+    search.add_argument("--limit", type=int, default=10, help="hits wanted, 1-100 (default 10)")
+    search.add_argument("--path-prefix", help="only paths starting with it, e.g. src/")
+    search.add_argument("--glob", help="only paths a gitignore-style pattern matches, e.g. '*.py'")
+    search.add_argument("--language", help="only chunks of this language, e.g. python")
+    search.add_argument("--commits", action="store_true", help="search the git history instead of code")
+    search.add_argument("--endpoint", default=os.environ.get("DELTA_UPLOAD_ENDPOINT", DEFAULT_ENDPOINT),
+                        help="service URL (default: $DELTA_UPLOAD_ENDPOINT, else %(default)s)")
+    search.add_argument("--token", default=os.environ.get("DELTA_UPLOAD_TOKEN"),
+                        help="API key or bearer token (default: $DELTA_UPLOAD_TOKEN)")
+    search.add_argument("--direct", action="store_true", help="read Qdrant directly with the "
+                        "service's settings instead of asking the service (it must be stopped, "
+                        "or use a Qdrant server)")
     return parser
 
 

@@ -54,6 +54,9 @@ class Transport:
         return self._call(lambda: self.session.get(self.endpoint + path, params=params,
                                                    timeout=(5, 60)))
 
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda: self.session.post(self.endpoint + path, json=body, timeout=(5, 60)))
+
     def upload(self, bundle: Path, fields: dict[str, str], progress: bool) -> dict[str, Any]:
         def send() -> requests.Response:
             size = bundle.stat().st_size
