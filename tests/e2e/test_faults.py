@@ -4,8 +4,9 @@ For each fault point of CRASH_POINTS (every step whose stored state differs) a
 service is started with FAULT_INJECTION=<point>:crash:<id> (the worker process
 exits at that step while applying bundle <id>), then a fresh service on the same
 storage and Qdrant folder receives the client's retry. Afterwards the tree, the
-sequence, the journal and the Qdrant points must equal those of a run without
-faults, and the raw bundle must still be stored.
+sequence, the journal, the commits of the bundle's git history and the Qdrant
+points must equal those of a run without faults, and the raw bundle must still
+be stored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 import requests
 
 from core.faults import POINTS
-from tests.support.bundles import BundleBuilder
+from tests.support.bundles import BundleBuilder, RawMember
 from tests.support.index import stored_points
 from tests.support.service import ServiceProcess
 
@@ -29,6 +30,11 @@ SWAP_X = b"def ex():\n    return 'x'\n"
 SWAP_Y = b"def why():\n    return 'y'\n"
 BASE_ID = "11111111-1111-4111-8111-111111111111"
 FAULTY_ID = "22222222-2222-4222-8222-222222222222"
+HISTORY = json.dumps({"version": 1, "commits": [  # the faulty bundle's git history, replayed too
+    {"commit_id": "a" * 40, "author_name": "Dev", "authored_date": "Tue Dec 1 07:40:44 2026 +0000",
+     "message": "Move b into lib", "files": ["b.py", "lib/b.py"], "diff": "diff --git a/b.py b/lib/b.py\n"},
+    {"commit_id": "b" * 40, "author_name": "Dev", "authored_date": "Mon Nov 30 07:40:44 2026 +0000",
+     "message": "Drop c.txt", "files": ["c.txt"], "diff": ""}]}).encode()
 
 
 def bundles() -> list[bytes]:
@@ -42,6 +48,7 @@ def bundles() -> list[bytes]:
               .deleted("c.txt").created("new.py", b"def new():\n    return 'new'\n")
               .moved("d/e.py", "d2/e.py", b"E = 5\n")
             .moved("x.py", "y.py", content_hash_of=SWAP_X).moved("y.py", "x.py", content_hash_of=SWAP_Y))
+    faulty.extra_members.append(RawMember(f"{FAULTY_ID}/metadata/git_history.json", HISTORY))
     return [base.build(), faulty.build()]
 
 
@@ -65,7 +72,9 @@ def snapshot(root: Path) -> dict[str, Any]:
         "tree": tree,
         "journal": journal,
         "head_sequence": json.loads((ws_dir / "head.json").read_text())["last_sequence"],
-        "points": sorted((str(p.id), p.payload["metadata"]["path"]) for p in points),
+        "points": sorted((str(p.id), p.payload["metadata"]["path"] if "metadata" in p.payload
+                          else p.payload["commit"]["commit_id"]) for p in points),
+        "commits": sorted(p.name for p in (ws_dir / "commits").iterdir()),
         "raw_bundles": sorted(p.name for p in (storage / "bundles" / ws_dir.name).iterdir()),
         "leftover_plans": sorted(p.name for p in (ws_dir / "plans").iterdir())
         if (ws_dir / "plans").exists() else [],
@@ -81,7 +90,9 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             assert upload(service, body).status_code == 200
     finally:
         assert service.stop() == 0
-    return snapshot(root)
+    state = snapshot(root)
+    assert len(state["commits"]) == 2 and {"a" * 40, "b" * 40} <= {path for _, path in state["points"]}
+    return state
 
 
 # every step at which the stored state differs from its neighbour's (after_claim and
