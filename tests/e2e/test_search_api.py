@@ -84,6 +84,18 @@ def test_code_hits_say_where_the_code_is_here_and_on_the_client(shop: tuple[Serv
     assert by_session.status_code == 200, by_session.text  # the existing clients' credential field
 
 
+def test_a_delta_is_searchable_as_soon_as_its_upload_answers(shop: tuple[ServiceProcess, StorageProbe]
+                                                               ) -> None:
+    """Indexed in the same invocation: the first search after the 200 finds the new code."""
+    service, _ = shop
+    delta = BundleBuilder(collection_name="shop-8d9001d3", workspace_path=SHOP).created(
+        "src/coupons.py", b"def apply_frobnicated_coupon(total, pct):\n    return total * (1 - pct)\n")
+    assert service.upload(delta.build(), SHOP, session=KEYS["alice"]).status_code == 200
+    first = hits(post(service, {"query": "apply_frobnicated_coupon", "workspace_path": SHOP, "limit": 1},
+                      ALICE))
+    assert [h["path"] for h in first] == ["src/coupons.py"]
+
+
 def test_filters_narrow_in_the_engine_and_on_the_path(shop: tuple[ServiceProcess, StorageProbe]) -> None:
     service, _ = shop
     query = {"query": "cart item price", "workspace_path": SHOP, "limit": 20}
@@ -93,8 +105,10 @@ def test_filters_narrow_in_the_engine_and_on_the_path(shop: tuple[ServiceProcess
     assert {h["path"] for h in domain} == {"src/domain/cart.py", "src/domain/item.py"}
     markdown = hits(post(service, {**query, "path_glob": "*.md"}, ALICE))
     assert {h["path"] for h in markdown} == {"README.md"}
-    nested = hits(post(service, {**query, "path_glob": "src/**/c*.py"}, ALICE))
-    assert {h["path"] for h in nested} == {"src/domain/cart.py"}
+    nested = hits(post(service, {**query, "path_glob": "src/**/i*.py"}, ALICE))
+    assert {h["path"] for h in nested} == {"src/domain/item.py"}
+    one_level = hits(post(service, {**query, "path_glob": "src/*/c*.py"}, ALICE))
+    assert {h["path"] for h in one_level} == {"src/domain/cart.py"}
     assert {h["path"] for h in hits(post(service, {**query, "language": "markdown"}, ALICE))} == {"README.md"}
     assert hits(post(service, {**query, "path_prefix": "docs/", "path_glob": "src/*.py"}, ALICE)) == []
     assert len(hits(post(service, {**query, "limit": 2}, ALICE))) == 2
