@@ -7,8 +7,9 @@
                      workspace's points in this collection
     limit            hits wanted, 1-100 (default 10)
     path_prefix      only paths that start with it ("src/" is a folder, "src/app" also
-                     matches "src/application.py")
-    path_glob        only paths a gitignore-style pattern matches ("*.py", "src/**/test_*.py")
+                     matches "src/application.py"); for commits, a touched file's path
+    path_glob        only paths a gitignore-style pattern matches ("*.py", "src/**/test_*.py");
+                     for commits, a touched file's path
     language         only chunks of this language (as the indexer names it: "python", ...)
     kind             "code" (default) or "commits"
 
@@ -116,29 +117,31 @@ class Searcher:
             if workspace is None:
                 raise NotFound("no such collection", code="COLLECTION_NOT_FOUND")
             return []  # the workspace was uploaded with indexing off: nothing indexed yet
+        commits = request.kind == "commits"
         where: Where = {"workspace": workspace} if workspace else {}
-        if request.kind == "commits":
+        exclude: Where | None = None
+        if commits:
+            if request.language:
+                raise InvalidRequest("language filters code, not commits")
             where["kind"] = COMMIT_KIND
-            points = engine.query(collection, hybrid_query(indexer.embedder, request.query, where,
-                                                           request.limit))
-            return [_commit_hit(point) for point in points]
-        if request.language:
-            where["metadata.language"] = request.language
+        else:
+            exclude = {"kind": COMMIT_KIND}
+            if request.language:
+                where["metadata.language"] = request.language
         glob = _glob(request.path_glob) if request.path_glob else None
         prefix = _narrowest(request.path_prefix, _literal_folders(request.path_glob))
         if prefix is False:
             return []  # prefix and glob cannot both hold for any path
-        if prefix:
-            where["metadata.path"] = Prefix(prefix)
-        exclude: Where = {"kind": COMMIT_KIND}
+        if prefix:  # a commit matches when one of the files it touched does
+            where["commit.files" if commits else "metadata.path"] = Prefix(prefix)
         wanted = request.limit
         fetch = wanted if glob is None else min(MAX_CANDIDATES, wanted * GLOB_FACTOR)
         while True:
             points = engine.query(collection, hybrid_query(indexer.embedder, request.query, where,
                                                            fetch, exclude))
-            kept = [p for p in points if glob is None or glob.match_file(_path(p))]
+            kept = [p for p in points if glob is None or any(map(glob.match_file, _paths(p)))]
             if len(kept) >= wanted or len(points) < fetch or fetch >= MAX_CANDIDATES:
-                return [_code_hit(point) for point in kept[:wanted]]
+                return [(_commit_hit if commits else _code_hit)(point) for point in kept[:wanted]]
             fetch = min(MAX_CANDIDATES, fetch * 4)
 
 
@@ -169,8 +172,11 @@ def _narrowest(prefix: str | None, folders: str | None) -> str | None | Literal[
     return folders if folders.startswith(prefix) else False
 
 
-def _path(point: ScoredPoint) -> str:
-    return str(point.payload.get("metadata", {}).get("path", ""))
+def _paths(point: ScoredPoint) -> list[str]:
+    """The path of a chunk, or the files a commit touched."""
+    if "commit" in point.payload:
+        return [str(f) for f in point.payload["commit"].get("files", [])]
+    return [str(point.payload.get("metadata", {}).get("path", ""))]
 
 
 def _snippet(code: str) -> tuple[str, bool]:

@@ -122,6 +122,12 @@ def test_commits_are_kept_once_indexed_and_searched(shop: tuple[ServiceProcess, 
     assert found[0]["message"].startswith("Move pricing out of the domain package")
     assert "src/pricing.py" in found[0]["files"]
     assert all("path" not in h for h in found)
+    touching = {"query": "change", "workspace_path": SHOP, "kind": "commits"}
+    assert [h["commit_id"] for h in hits(post(service, {**touching, "path_prefix": "src/pricing"}, ALICE))
+            ] == [CENTS_COMMIT]  # the other commit lists no files
+    assert [h["commit_id"] for h in hits(post(service, {**touching, "path_glob": "Dockerfile"}, ALICE))
+            ] == [CENTS_COMMIT]
+    assert post(service, {**touching, "language": "python"}, ALICE).status_code == 400
     ws = service.status(SHOP, session=KEYS["alice"]).json()
     commits = probe.keys(f"workspaces/{ws['workspace_key']}/commits/")
     assert len(commits) == 2
