@@ -24,6 +24,7 @@ from core.storage import ObjectNotFound, ObjectStore
 from core.workspace import list_files, parallel_map
 
 SUPPORTED_FORMATS = ["tar.gz"]
+WORKSPACES_PAGE = 100
 
 
 def find_workspace(
@@ -142,8 +143,9 @@ def manifest(
 
 def list_workspaces(store: ObjectStore, settings: Settings, tenant: str, cursor: str,
                     limit: int | None) -> dict[str, Any]:
-    """One page of the tenant's workspaces, each with its head's sequence and collection."""
-    page = settings.manifest_page_limit if limit is None else limit
+    """One page of the tenant's workspaces (100 unless `limit` says), each with its head's
+    sequence and collection."""
+    page = min(WORKSPACES_PAGE, settings.manifest_page_limit) if limit is None else limit
     if not 1 <= page <= settings.manifest_page_limit:
         raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
     prefix = tenant_workspaces_prefix(tenant)
