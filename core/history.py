@@ -25,6 +25,7 @@ MAX_DIFF = 256 * 1024
 MAX_FIELD = 512  # author name, date
 SUMMARY_DIFF = 2000  # diff characters that go into a commit's indexed text
 SUMMARY_FILES = 200
+RECORD_FORMAT = 1
 
 
 def bounded(commit: GitCommit) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def store_commits(store: ObjectStore, ws: str, commits: list[GitCommit], fence: 
         key = commit_key(ws, commit.commit_id)
         if store.head(key) is not None:
             return False
-        body = json.dumps(bounded(commit), ensure_ascii=False).encode("utf-8")
+        body = json.dumps({"format": RECORD_FORMAT, **bounded(commit)}, ensure_ascii=False).encode("utf-8")
         return fence.put_once(key, body, lambda _: True) is body  # `body` back: written now
 
     with fence.section():

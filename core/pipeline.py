@@ -192,7 +192,7 @@ class Pipeline:
         """The tenant's list of workspaces (`views.list_workspaces`) names this one: a
         record written once, on its first committed upload after this record existed."""
         key = tenant_workspace_key(request.tenant, ws)
-        body = json.dumps({"workspace_path": request.workspace_path,
+        body = json.dumps({"format": 1, "workspace_path": request.workspace_path,
                            "logical_repo_id": request.logical_repo_id, "workspace_key": ws}).encode()
         with contextlib.suppress(PreconditionFailed):
             self.store.put_if_absent(key, body)

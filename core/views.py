@@ -181,7 +181,8 @@ def stored_file(
 ) -> dict[str, Any]:
     """Lines `start_line`-`end_line` (1-based, inclusive; default: all) of one file of the
     tree, at most FILE_MAX_KB of text (`truncated` says when more was asked for). The
-    file is copied to scratch and read line by line, so a large one costs no memory."""
+    file is copied to scratch and read line by line, so a large one costs no memory. A
+    first line longer than the budget answers its start (`truncated`), never nothing."""
     check_path(file_path, "path")
     if start_line is not None and end_line is not None and end_line < start_line:
         raise InvalidRequest("end_line must not be before start_line")
@@ -208,6 +209,8 @@ def stored_file(
                     continue
                 if used + len(line) > budget:
                     truncated = True
+                    if not kept:  # one line longer than the budget: its start, so a reader moves on
+                        kept.append(line[:budget])
                     break
                 kept.append(line)
                 used += len(line)

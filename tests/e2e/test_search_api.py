@@ -191,6 +191,11 @@ def test_a_stored_file_and_lines_of_it(shop: tuple[ServiceProcess, StorageProbe]
     capped = read(ALICE, path="notes/long.txt").json()  # FILE_MAX_KB=1
     assert capped["truncated"] is True and len(capped["content"].encode()) <= 1024
     assert capped["content"].endswith("\n") and capped["total_lines"] is None
+    one_line = BundleBuilder(collection_name="shop-8d9001d3", workspace_path=SHOP).created(
+        "notes/one-line.txt", b"x" * 3000 + b"\n")
+    assert service.upload(one_line.build(), SHOP, session=KEYS["alice"]).status_code == 200
+    start = read(ALICE, path="notes/one-line.txt").json()  # the start of a line over the cap, never nothing
+    assert start["content"] == "x" * 1024 and start["truncated"] is True and start["end_line"] == 1
     tail = read(ALICE, path="notes/long.txt", start_line="199").json()
     assert tail["content"] == "line 0198 of a long file\nline 0199 of a long file\n"
     assert tail["truncated"] is False and tail["total_lines"] == 200
