@@ -11,10 +11,13 @@ other and against the code they deploy:
   the seed's timings, on the container's port;
 - ConfigMap, Secret, PVC, volume, Service, CephSource and namespace references resolve,
   and the files settings name (API_KEYS_FILE) are mounted;
-- request timeouts follow UPLOAD_TIMEOUT_SECS; Cloud Run's /tmp-in-memory budget;
+- request timeouts follow UPLOAD_TIMEOUT_SECS; Cloud Run's /tmp-in-memory budget (bundles,
+  and whole stored files for the file readers); deploy.sh deploys every service file and
+  lets INVOKER call exactly the public ones;
 - the Dockerfile (base, numeric non-root USER, `pip install .`, functions-framework CMD,
   ignore file) and compose (build contexts, pinned images, wiring);
-- the event wiring scripts name the services and buckets the manifests define.
+- the event wiring scripts name the services and buckets the manifests define;
+- infra/README.md's target table and Knative apply loop name what the manifests deploy.
 
 Each checker returns a list of problems. The tests at the end break a copy of the
 files on purpose and expect the checker to notice, so no check can silently go blind.
@@ -47,11 +50,15 @@ PLATFORMS = ("kubernetes", "knative", "cloudrun")
 
 # Targets the architecture plans but functions/main.py does not define yet, with their
 # signature type. Manifests may name them; once one is defined, drop it here: it is then
-# checked like any other target. (on_bundle_uploaded was one until it was written.)
-PLANNED_TARGETS: dict[str, str] = {}
+# checked like any other target. (on_bundle_uploaded was one until it was written.) A
+# planned HTTP target is probed as if wrapped like the others (`_with_probes`).
+PLANNED_TARGETS: dict[str, str] = {"mcp": "http"}  # POST /mcp, being written on branch mcp
 ROUTER_TARGET = "service"
 # Targets that process a whole bundle: their request timeout is UPLOAD_TIMEOUT_SECS.
 BUNDLE_TARGETS = {"upload", ROUTER_TARGET, "on_bundle_uploaded", "bundle_events"}
+# Targets that copy one whole stored file to the temp folder (GET /api/v1/delta/file, the
+# MCP tool read_file); a tree file can be as large as MAX_UNCOMPRESSED_MB.
+FILE_TARGETS = {"file", "mcp"}
 # Settings naming a file the container must be given (a Secret mounted as a volume).
 FILE_SETTINGS = ("API_KEYS_FILE", "JWT_JWKS_FILE")
 # Variables read by what runs in the image besides `Settings`.
@@ -151,6 +158,7 @@ class Infra:
     dockerignore: str
     scripts: dict[str, str]  # path relative to infra/ -> text
     main: MainModule
+    readme: str  # infra/README.md
 
 
 def _decorator_kind(node: ast.expr) -> str | None:
@@ -215,6 +223,7 @@ def _load() -> Infra:
         dockerignore=(INFRA / "Dockerfile.dockerignore").read_text(),
         scripts={str(p.relative_to(INFRA)): p.read_text() for p in sorted(INFRA.rglob("*.sh"))},
         main=parse_main((ROOT / "functions" / "main.py").read_text()),
+        readme=(INFRA / "README.md").read_text(),
     )
 
 
@@ -437,9 +446,18 @@ def probe_port_ok(container: dict[str, Any], port: Any) -> bool:
     return port in {p.get("containerPort") for p in ports} | {p.get("name") for p in ports}
 
 
+def probe_paths(infra: Infra, target: str) -> set[str]:
+    """Health paths the target answers with 200; for a planned HTTP target, those a
+    single-function target wrapped with `_with_probes` answers."""
+    if target in infra.main.names or PLANNED_TARGETS.get(target) != "http":
+        return infra.main.probe_paths(target)
+    calls, strings = infra.main.functions.get("_with_probes", (frozenset(), frozenset()))
+    return strings & infra.main.health_paths() if infra.main.routes.get("/health") in calls else set()
+
+
 def check_probes(infra: Infra) -> list[str]:
     problems = []
-    http_targets = infra.main.http_probe_targets()
+    http_targets = infra.main.http_probe_targets() | {t for t in PLANNED_TARGETS if probe_paths(infra, t)}
     for doc, container in ours(infra):
         target = target_of(infra, doc, container)
         where = f"{doc} ({target})"
@@ -456,7 +474,7 @@ def check_probes(infra: Infra) -> list[str]:
                 if target not in http_targets:
                     problems.append(f"{where}: {kind} GET {path}, but {target} answers every path with "
                                     "its own function (not 200): use tcpSocket")
-                elif path not in (answered := infra.main.probe_paths(target)):
+                elif path not in (answered := probe_paths(infra, target)):
                     problems.append(f"{where}: {kind} GET {path} is not a health path {sorted(answered)}")
             if not probe_port_ok(container, action.get("port")):
                 problems.append(f"{where}: {kind} port {action.get('port')} is not the container's port")
@@ -590,10 +608,13 @@ def check_cloud_run(infra: Infra) -> list[str]:
             settings_env.add(json.dumps(shared, sort_keys=True))
             secret_names += [ref["name"] for e in container.get("env", [])
                              if (ref := e.get("valueFrom", {}).get("secretKeyRef"))]
-            if target in BUNDLE_TARGETS:  # /tmp is memory: every concurrent bundle is staged there
-                bundle, unpacked = (int(setting(env, n)) for n in ("MAX_BUNDLE_SIZE_MB",
-                                                                    "MAX_UNCOMPRESSED_MB"))
-                need = doc.pod.get("containerConcurrency", 80) * (bundle + unpacked) + MEMORY_HEADROOM_MIB
+            bundle, unpacked = (int(setting(env, n)) for n in ("MAX_BUNDLE_SIZE_MB", "MAX_UNCOMPRESSED_MB"))
+            # /tmp is memory: every concurrent bundle, or stored file, is staged there
+            staged = bundle + unpacked if target in BUNDLE_TARGETS else 0
+            if target in FILE_TARGETS:
+                staged = unpacked
+            if staged:
+                need = doc.pod.get("containerConcurrency", 80) * staged + MEMORY_HEADROOM_MIB
                 have = mebibytes(container["resources"]["limits"]["memory"])
                 if need > have:
                     problems.append(f"{doc}: staging bundles in /tmp needs {need} MiB, limit {have:.0f}")
@@ -605,6 +626,11 @@ def check_cloud_run(infra: Infra) -> list[str]:
     stems = {Path(d.path).stem for d in services}
     if not listed or set(listed.group(1).split()) != stems:
         problems.append(f"cloudrun/deploy.sh SERVICES is not the service files {sorted(stems)}")
+    invoked = re.search(r"^HTTP_SERVICES=\(([^)]*)\)", deploy, re.M)  # INVOKER may call these
+    public = {d.name for d in services
+              if d.body["metadata"]["annotations"]["run.googleapis.com/ingress"] == "all"}
+    if not invoked or set(invoked.group(1).split()) != public:
+        problems.append(f"cloudrun/deploy.sh HTTP_SERVICES is not the public services {sorted(public)}")
     return problems + check_eventarc(infra, services)
 
 
@@ -762,9 +788,26 @@ def check_seed_kubernetes(infra: Infra) -> list[str]:
     return problems
 
 
+def check_readme(infra: Infra) -> list[str]:
+    """infra/README.md names every target with its service, and applies every Knative service."""
+    problems = []
+    table = dict(re.findall(r"^\| `(\w+)` \| [^|\n]* \| `([a-z-]+)`", infra.readme, re.M))
+    for platform in ("knative", "cloudrun"):
+        deployed = {target_of(infra, d, c): d.name for d, c in ours(infra) if d.platform == platform}
+        if table != deployed:
+            problems.append(f"infra/README.md: the target table {sorted(table.items())} is not "
+                            f"what {platform}/ deploys {sorted(deployed.items())}")
+    loop = re.search(r"^for f in ([^;\n]*); do\n\s*kubectl apply -f \"\S*/knative/\$f\.yaml\"",
+                     infra.readme, re.M)
+    files = {Path(d.path).stem for d in workloads(infra) if d.platform == "knative"}
+    if not loop or set(loop.group(1).split()) != files:
+        problems.append(f"infra/README.md: the Knative apply loop does not name {sorted(files)}")
+    return problems
+
+
 CHECKS = [check_images, check_env, check_auth_and_files, check_targets, check_probes, check_references,
           check_timeouts, check_cloud_run, check_rgw_script, check_dockerfile, check_compose,
-          check_seed_kubernetes]
+          check_seed_kubernetes, check_readme]
 
 
 # --- tests --------------------------------------------------------------------------------
@@ -949,3 +992,25 @@ def test_a_sink_that_is_not_on_bundle_uploaded_is_caught(infra: Infra) -> None:
     source = next(d for d in infra.docs if d.body["kind"] == "CephSource")
     source.body["spec"]["sink"]["ref"]["name"] = "delta-upload"
     assert any("does not run on_bundle_uploaded" in p for p in check_ceph_source(infra))
+
+
+def test_a_planned_http_target_is_probed_as_if_wrapped_with_probes(infra: Infra) -> None:
+    assert probe_paths(infra, "mcp") == {"/health", "/ready"}
+    _container(infra, "infra/knative/mcp.yaml")["livenessProbe"]["httpGet"]["path"] = "/mcp"
+    assert any("mcp.yaml" in p and "GET /mcp is not a health path" in p for p in check_probes(infra))
+
+
+def test_a_file_service_over_its_tmp_budget_is_caught(infra: Infra) -> None:
+    _doc(infra, "infra/cloudrun/file.yaml").pod["containerConcurrency"] = 8
+    assert any("file" in p and "needs 5120 MiB" in p for p in check_cloud_run(infra))
+
+
+def test_a_public_service_the_invoker_binding_misses_is_caught(infra: Infra) -> None:
+    infra.scripts["cloudrun/deploy.sh"] = infra.scripts["cloudrun/deploy.sh"].replace(" delta-mcp)", ")")
+    assert any("HTTP_SERVICES" in p for p in check_cloud_run(infra))
+
+
+def test_a_target_the_infra_readme_leaves_out_is_caught(infra: Infra) -> None:
+    infra.readme = infra.readme.replace("| `search` |", "| search |").replace(" search file mcp;", ";")
+    problems = check_readme(infra)
+    assert any("target table" in p for p in problems) and any("apply loop" in p for p in problems)
