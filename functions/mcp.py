@@ -119,8 +119,7 @@ def _enveloped(answer: flask.Response) -> flask.Response:
     if answer.status_code >= 500:
         raise RuntimeError(f"the MCP transport answered {answer.status_code}")
     refusals = {406: NotAcceptable, 413: RequestTooLarge, 415: UnsupportedMediaType}
-    raise refusals.get(answer.status_code, InvalidRequest)(f"refused by the MCP transport ({answer.status}): "
-                                                           f"{answer.get_data()[:200].decode(errors='replace')}")
+    raise refusals.get(answer.status_code, InvalidRequest)(f"refused by the MCP transport ({answer.status})")
 
 
 class _Bridge:
@@ -146,45 +145,56 @@ class _Bridge:
         # imported here, not at the top: the SDK costs every other target ~0.5 s and ~30 MB at start
         from a2wsgi import ASGIMiddleware
         from a2wsgi.asgi_typing import ASGIApp
-        from mcp.server.transport_security import TransportSecuritySettings
 
-        from functions._mcp_tools import build_server
-
-        server = build_server()
-        if service_context().settings.upload_service_log_level != "debug":
-            # its INFO lines are about sessions: one per request here, saying that none ended
-            logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
-        server.streamable_http_app(
-            json_response=True, stateless_http=True,
-            max_request_body_size=service_context().settings.json_max_body_kb * 1024,  # checked before
-            # Origin is checked above for every deployment; the SDK's default (Host and Origin on
-            # loopback only, as its host defaults to 127.0.0.1) would refuse every real one
-            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        )
-        manager = server.session_manager
-        loop = asyncio.new_event_loop()
-        threading.Thread(target=loop.run_forever, name="mcp-loop", daemon=True).start()
-        started, stopping = threading.Event(), asyncio.Event()
-        running = asyncio.run_coroutine_threadsafe(_serve(manager, started, stopping), loop)
-        running.add_done_callback(lambda _: started.set())  # a failed start wakes the wait too
-        if not started.wait(START_SECS) or running.done():
-            loop.call_soon_threadsafe(loop.stop)
-            if running.done():
-                running.result()  # raises why it stopped
-            raise RuntimeError("the MCP session manager did not start")
-        pid = os.getpid()
-
-        def stop() -> None:
-            if os.getpid() == pid:  # not in a child forked after the start: it has no loop thread
-                loop.call_soon_threadsafe(stopping.set)
-                with contextlib.suppress(Exception):
-                    running.result(STOP_SECS)
-                loop.call_soon_threadsafe(loop.stop)
-
-        atexit.register(stop)
+        manager = _session_manager()
         handler = cast(ASGIApp, manager.handle_request)
-        bridged = ASGIMiddleware(handler, wait_time=AFTER_ANSWER_SECS, loop=loop)
+        bridged = ASGIMiddleware(handler, wait_time=AFTER_ANSWER_SECS, loop=_running(manager))
         return cast(WSGIApplication, bridged)
+
+
+def _session_manager() -> StreamableHTTPSessionManager:
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from functions._mcp_tools import build_server
+
+    settings = service_context().settings
+    server = build_server()
+    if settings.upload_service_log_level != "debug":
+        # its INFO lines are about sessions: one per request here, saying that none ended
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+    server.streamable_http_app(
+        json_response=True, stateless_http=True,
+        max_request_body_size=settings.json_max_body_kb * 1024,  # checked before, in the envelope
+        # Origin is checked above for every deployment; the SDK's default (Host and Origin on
+        # loopback only, as its host defaults to 127.0.0.1) would refuse every real one
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    return server.session_manager
+
+
+def _running(manager: StreamableHTTPSessionManager) -> asyncio.AbstractEventLoop:
+    """A loop on a daemon thread whose one task holds `manager.run()` until the process exits."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="mcp-loop", daemon=True).start()
+    started, stopping = threading.Event(), asyncio.Event()
+    running = asyncio.run_coroutine_threadsafe(_serve(manager, started, stopping), loop)
+    running.add_done_callback(lambda _: started.set())  # a failed start wakes the wait too
+    if not started.wait(START_SECS) or running.done():
+        loop.call_soon_threadsafe(loop.stop)
+        if running.done():
+            running.result()  # raises why it stopped
+        raise RuntimeError("the MCP session manager did not start")
+    pid = os.getpid()
+
+    def stop() -> None:
+        if os.getpid() == pid:  # not in a child forked after the start: it has no loop thread
+            loop.call_soon_threadsafe(stopping.set)
+            with contextlib.suppress(Exception):
+                running.result(STOP_SECS)
+            loop.call_soon_threadsafe(loop.stop)
+
+    atexit.register(stop)
+    return loop
 
 
 async def _serve(manager: StreamableHTTPSessionManager, started: threading.Event,
