@@ -15,6 +15,8 @@
     ├── NotFound                    NOT_FOUND            404
     │   └── AuthDisabled            AUTH_DISABLED        404  (/auth/* with AUTH_MODE=none)
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)
+    ├── NotAcceptable               NOT_ACCEPTABLE       406  (/mcp: an Accept without JSON)
+    ├── UnsupportedMediaType        UNSUPPORTED_MEDIA_TYPE 415 (/mcp: a body that is not JSON)
     ├── DirectUploadUnavailable     DIRECT_UPLOAD_UNAVAILABLE 501
     ├── SequenceMismatch            SEQUENCE_MISMATCH    409
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
@@ -154,6 +156,16 @@ class MethodNotAllowed(DeltaError):
 
     def headers(self) -> dict[str, str]:
         return {"Allow": ", ".join(self.allowed)}
+
+
+class NotAcceptable(DeltaError):
+    code = "NOT_ACCEPTABLE"
+    http_status = 406
+
+
+class UnsupportedMediaType(DeltaError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
 
 
 class DirectUploadUnavailable(DeltaError):

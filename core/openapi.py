@@ -33,10 +33,12 @@ CODES: dict[int, list[str]] = {
     404: ["NOT_FOUND", "AUTH_DISABLED", "WORKSPACE_NOT_FOUND", "COLLECTION_NOT_FOUND", "FILE_NOT_FOUND",
           "SEARCH_UNAVAILABLE"],
     405: ["METHOD_NOT_ALLOWED"],
+    406: ["NOT_ACCEPTABLE"],
     409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS"],
     413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE", "TOO_MANY_RECORDS",
           "FORM_FIELD_TOO_LARGE"],
     414: ["REQUEST_LINE_TOO_LONG"],
+    415: ["UNSUPPORTED_MEDIA_TYPE"],
     422: ["FILE_NOT_TEXT"],
     429: ["RATE_LIMITED", "LOGIN_RATE_LIMITED"],
     500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
@@ -51,6 +53,7 @@ ALLOW = {"Allow": {"description": "the methods this endpoint answers", "required
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 COUNT = {"type": "integer", "minimum": 0}
+RPC_ID = {"type": ["string", "integer", "null"]}
 
 
 def _object(required: list[str], **properties: Any) -> Schema:
@@ -215,6 +218,13 @@ def _schemas() -> Schema:
                               start_line=COUNT, end_line={"type": ["integer", "null"]},
                               total_lines={"type": ["integer", "null"]}, content=STRING,
                               truncated={"type": "boolean"}),
+        "JsonRpcMessage": _object(["jsonrpc", "method"], jsonrpc={"const": "2.0"}, method=STRING,
+                                  id={"type": ["string", "integer"],
+                                      "description": "absent: a notification, answered 202"},
+                                  params={"type": ["object", "null"]}),
+        "JsonRpcAnswer": _object(["jsonrpc", "id"], jsonrpc={"const": "2.0"}, id=RPC_ID,
+                                 result={"type": "object"}, error=_component("JsonRpcError")),
+        "JsonRpcError": _object(["code", "message"], code={"type": "integer"}, message=STRING, data={}),
         "CloudEvent": _object(["specversion", "id", "source", "type"], specversion=STRING, id=STRING,
                               source=STRING, type=STRING, subject=STRING, data={}),
     }
@@ -263,6 +273,32 @@ def _search_path(secured: list[Schema], guarded: Schema) -> Schema:
                 "application/json": {"schema": body}}},
             "responses": {**answer, **_errors(413, 405)}}
     return {**get, "post": post}
+
+
+def _mcp_path(secured: list[Schema], guarded: Schema) -> Schema:
+    """/mcp: one JSON-RPC message per POST. The SDK's own refusals (400, and 404 for an unknown
+    method at protocol 2026-07-28) keep the JSON-RPC error MCP clients read, in the envelope."""
+    def refusal(status: int, description: str, *detail: Schema) -> Schema:
+        error = {"anyOf": [*detail, _component("JsonRpcError")]}
+        return _json(_object(["success", "error"], success={"const": False}, error=error,
+                             jsonrpc={"const": "2.0"}, id=RPC_ID), description)
+
+    envelope_400 = _error(400)["properties"]["error"]
+    return {"post": {
+        "operationId": "mcp",
+        "summary": "MCP server (streamable HTTP, stateless): search code and commits, read files, "
+                   "list workspaces",
+        "description": "One JSON-RPC request or notification per POST, answered in JSON; no sessions, "
+                       "so no GET event stream and no DELETE. Tools see the caller's tenant only.",
+        "security": secured,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _component("JsonRpcMessage")}}},
+        "responses": {
+            "200": _json(_component("JsonRpcAnswer"), "the JSON-RPC response, a result or an error"),
+            "202": {"description": "a notification, accepted"},
+            "400": refusal(400, f"refused: {', '.join(CODES[400])}, or a JSON-RPC error", envelope_400),
+            "404": refusal(404, "a JSON-RPC error: an unknown method (protocol 2026-07-28)"),
+            **_errors(403, 406, 413, 415), **guarded}}}
 
 
 @cache
@@ -340,6 +376,7 @@ def openapi_document() -> dict[str, Any]:
             "security": secured,
             "responses": {"200": _json(_component("StoredFile")), **_errors(400, 404, 422), **guarded}}),
         "/api/v1/search": _search_path(secured, guarded),
+        "/mcp": _mcp_path(secured, guarded),
         **_auth_paths(),
         "/bridge/state": _read_only({
             "operationId": "bridgeState", "summary": "Which collection serves a repo (the MCP bridge)",

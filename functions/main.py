@@ -2,6 +2,7 @@
 
     health, status, manifest, upload, upload_url, bundle_state, bridge_state   HTTP functions
     search, file         HTTP: /api/v1/search, /api/v1/delta/file
+    mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
@@ -38,6 +39,7 @@ from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: 
 from functions.file import delta_file as _delta_file  # noqa: E402
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
+from functions.mcp import mcp as _mcp  # noqa: E402
 from functions.metrics import metrics_endpoint as _metrics  # noqa: E402
 from functions.openapi import openapi as _openapi  # noqa: E402
 from functions.search import search as _search  # noqa: E402
@@ -58,6 +60,7 @@ ROUTES = {
     "/api/v1/delta/file": _delta_file,
     "/api/v1/search": _search,
     "/bridge/state": _bridge_state,
+    "/mcp": _mcp,
     "/metrics": _metrics,
     "/openapi.json": _openapi,
     "/auth/status": _auth_status,
@@ -95,6 +98,7 @@ auth = functions_framework.http(_with_probes(_auth))
 bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
+mcp = functions_framework.http(_with_probes(_mcp))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
