@@ -52,7 +52,7 @@ PLATFORMS = ("kubernetes", "knative", "cloudrun")
 # signature type. Manifests may name them; once one is defined, drop it here: it is then
 # checked like any other target. (on_bundle_uploaded was one until it was written.) A
 # planned HTTP target is probed as if wrapped like the others (`_with_probes`).
-PLANNED_TARGETS: dict[str, str] = {"mcp": "http"}  # POST /mcp, being written on branch mcp
+PLANNED_TARGETS: dict[str, str] = {}  # targets deployed before functions/main.py defines them
 ROUTER_TARGET = "service"
 # Targets that process a whole bundle: their request timeout is UPLOAD_TIMEOUT_SECS.
 BUNDLE_TARGETS = {"upload", ROUTER_TARGET, "on_bundle_uploaded", "bundle_events"}
