@@ -46,7 +46,7 @@ FilePath = Annotated[str, Field(min_length=1, description="the path in the works
 Prefix = Annotated[str | None, Field(description='only paths starting with it, e.g. "src/"')]
 Glob = Annotated[str | None, Field(description='only paths a gitignore-style glob matches, e.g. "*.py"')]
 Language = Annotated[str | None, Field(description='only chunks of this language, e.g. "python"')]
-PageSize = Annotated[int | None, Field(ge=1, description="workspaces per page; default: the most allowed")]
+PageSize = Annotated[int | None, Field(ge=1, description="workspaces per page (default 100)")]
 Cursor = Annotated[str | None, Field(description="a next_cursor an earlier call returned")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 

@@ -55,7 +55,10 @@ def snapshot(probe: StorageProbe, root: Path, ws: str) -> dict[str, Any]:
         "journal": sorted(probe.keys(f"workspaces/{ws}/journal/")),
         "head_sequence": json.loads(probe.read(f"workspaces/{ws}/head.json"))["last_sequence"],
         "points": sorted((str(p.id), p.payload["metadata"]["path"], p.payload["metadata"]["host_path"])
-                         for p in points),
+                         for p in points if p.payload.get("kind") != "commit"),
+        "commit_points": sorted(p.payload["commit"]["commit_id"] for p in points
+                                if p.payload.get("kind") == "commit"),
+        "commits": sorted(probe.keys(f"workspaces/{ws}/commits/")),
         "leftover_plans": sorted(probe.keys(f"workspaces/{ws}/plans/")),
     }
 
@@ -87,6 +90,11 @@ def test_the_watch_loop_bundles_leave_the_expected_tree(
     assert {path for _, path, _ in state["points"]} == set(expected)
     assert all(host == f"{FIELDS['source_path']}/{path}" for _, path, host in state["points"])
     assert state["leftover_plans"] == []
+    # the history-only bundle: its two commits kept and indexed, once each
+    assert bodies[4]["git_history"] == {"commits": 2, "stored": 2, "indexed": 2}
+    commits = ["1023c3cf331c2a4cb0e2ba8bf4c519c4ca72f5f7", "1e200858d6393434c33e6b7003c32dcd9ed610c9"]
+    assert state["commit_points"] == commits
+    assert state["commits"] == [f"workspaces/{ws}/commits/{c}.json" for c in commits]
 
 
 @pytest.fixture(scope="module")
