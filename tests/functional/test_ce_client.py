@@ -96,7 +96,10 @@ def test_the_watch_loop_bundles_leave_the_expected_tree_and_renames_embed_nothin
         assert rename.indexing.chunks_embedded == 0 and rename.indexing.points_repointed > 0
     tree = service.tree()
     assert {p: "sha1:" + hashlib.sha1(b).hexdigest() for p, b in tree.items()} == expected_tree()
-    points = service.points()
+    everything = service.points()
+    points = [p for p in everything if p.get("kind") != "commit"]
+    assert sorted(p["commit"]["commit_id"] for p in everything if p.get("kind") == "commit") == [
+        "1023c3cf331c2a4cb0e2ba8bf4c519c4ca72f5f7", "1e200858d6393434c33e6b7003c32dcd9ed610c9"]
     indexed = {p["metadata"]["path"] for p in points}
     assert indexed == set(tree)
     for point in points:
