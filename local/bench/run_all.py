@@ -37,10 +37,12 @@ BENCHMARKS = [
     ("memory", 600),
     ("apply_s3", 900),
     ("indexing", 600),
+    ("search", 600),
     ("renames", 900),
 ]
-# the order of the final table: the figures 1 to 6, then indexing
-TABLE_ORDER = ["apply_fs", "apply_s3", "delta", "reupload", "memory", "cold_start", "indexing", "renames"]
+# the order of the final table: the figures 1 to 6, then indexing and search
+TABLE_ORDER = ["apply_fs", "apply_s3", "delta", "reupload", "memory", "cold_start", "indexing", "search",
+               "renames"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
