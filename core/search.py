@@ -12,12 +12,17 @@
                      for commits, a touched file's path
     language         only chunks of this language (as the indexer names it: "python", ...)
     kind             "code" (default) or "commits"
+    per_file         code hits of one file before every other matching file had as many
+                     (default 1: each file's best chunk first, then each one's second...);
+                     0: plain score order. No hit is dropped, only placed later.
 
 Retrieval is the indexer's hybrid query: dense and lexical candidates fused by
-reciprocal rank in the engine (`core.indexing.search`). Workspace, language and
-prefix are filters the engine applies before ranking; a glob is checked on each
-candidate here, the engine narrowed to the glob's literal leading folders first, and
-more candidates are asked for while too few match (up to MAX_CANDIDATES).
+reciprocal rank in the engine, then ranked (`core.indexing.search`: equal scores in
+a stable order, hits spread over files as `per_file` says, so hits are in rank order,
+not always in score order). Workspace, language and prefix are filters the engine
+applies before ranking; a glob is checked on each candidate here, the engine
+narrowed to the glob's literal leading folders first, and more candidates are asked
+for while too few match (up to MAX_CANDIDATES).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from core.errors import InvalidRequest, NotFound
 from core.indexing.commits import COMMIT_KIND
 from core.indexing.engines import IndexEngine, Prefix, ScoredPoint, Where
 from core.indexing.indexer import Indexer
-from core.indexing.search import hybrid_query
+from core.indexing.search import PER_FILE, every_candidate, hybrid_query, ranked
 from core.models import invalid_fields
 from core.names import MAX_COLLECTION, stored_collection
 from core.storage import ObjectStore
@@ -64,6 +69,7 @@ class SearchRequest(BaseModel):
     path_glob: str | None = Field(None, min_length=1, max_length=1024)
     language: str | None = Field(None, min_length=1, max_length=64)
     kind: Literal["code", "commits"] = "code"
+    per_file: int = Field(PER_FILE, ge=0, le=MAX_LIMIT)
 
 
 def parse_search(fields: Mapping[str, Any]) -> SearchRequest:
@@ -73,7 +79,8 @@ def parse_search(fields: Mapping[str, Any]) -> SearchRequest:
         return SearchRequest.model_validate(present)
     except ValidationError as exc:
         raise InvalidRequest(f"invalid search parameter(s): {invalid_fields(exc)[:200]} (query is "
-                             f"required; limit 1-{MAX_LIMIT}; kind code or commits)") from None
+                             f"required; limit 1-{MAX_LIMIT}; per_file 0-{MAX_LIMIT}; kind code or "
+                             "commits)") from None
 
 
 class Searcher:
@@ -135,13 +142,19 @@ class Searcher:
         if prefix:  # a commit matches when one of the files it touched does
             where["commit.files" if commits else "metadata.path"] = Prefix(prefix)
         wanted = request.limit
-        fetch = wanted if glob is None else min(MAX_CANDIDATES, wanted * GLOB_FACTOR)
+        per_file = 0 if commits else request.per_file  # commits have no file of their own
+        hit = _commit_hit if commits else _code_hit
+        if glob is None:  # every fused candidate, for ranked to spread over files
+            points = engine.query(collection, every_candidate(
+                hybrid_query(indexer.embedder, request.query, where, wanted, exclude)))
+            return [hit(point) for point in ranked(points, wanted, per_file)]
+        fetch = min(MAX_CANDIDATES, wanted * GLOB_FACTOR)
         while True:
             points = engine.query(collection, hybrid_query(indexer.embedder, request.query, where,
                                                            fetch, exclude))
-            kept = [p for p in points if glob is None or any(map(glob.match_file, _paths(p)))]
+            kept = [p for p in points if any(map(glob.match_file, _paths(p)))]
             if len(kept) >= wanted or len(points) < fetch or fetch >= MAX_CANDIDATES:
-                return [(_commit_hit if commits else _code_hit)(point) for point in kept[:wanted]]
+                return [hit(point) for point in ranked(kept, wanted, per_file)]
             fetch = min(MAX_CANDIDATES, fetch * 4)
 
 

@@ -1,15 +1,34 @@
-"""Hybrid search over what was indexed: dense and lexical prefetch fused by RRF in the engine."""
+"""Hybrid search over what was indexed: dense and lexical prefetch fused by RRF in the engine,
+then ranked here.
+
+The engine returns every fused candidate (each half's `prefetch` best, RRF-fused);
+`ranked` puts them in a stable order and spreads them over files:
+
+- ties broken by point id: reciprocal-rank scores tie often (a chunk first in one half
+  scores as much as another first in the other), and the engine orders equal scores
+  arbitrarily, so without this one query could answer in two orders, and the hit at
+  the cut could change from one call to the next;
+- `per_file` (default 1): a file's chunks past its first `per_file` rank after every
+  other candidate file's first `per_file`, so one long file cannot take all the places
+  and the first hits name as many files as they can. On real code (`local/bench/search.py`)
+  docstring queries found their file in the top 5 in 90.4 % of cases instead of 88.3 %,
+  and 79.2 % instead of 74.6 % with those docstrings removed from the files; the rank
+  of the first hit in the file rose too (MRR@10 0.703 to 0.720, 0.543 to 0.568). No
+  chunk is dropped; 0 keeps the plain score order.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 
 from core.indexing.commits import COMMIT_KIND
 from core.indexing.embedders import Embedder
-from core.indexing.engines import HybridQuery, IndexEngine, Where
+from core.indexing.engines import HybridQuery, IndexEngine, ScoredPoint, Where
 from core.indexing.lexical import sparse_vector
 
 PREFETCH_FACTOR = 4
+PER_FILE = 1
 
 
 @dataclass(frozen=True)
@@ -31,13 +50,34 @@ def hybrid_query(embedder: Embedder, query: str, where: Where | None, limit: int
                        prefetch=limit * PREFETCH_FACTOR, exclude=exclude)
 
 
+def every_candidate(request: HybridQuery) -> HybridQuery:
+    """`request` asking the engine for all its fused candidates (at most both halves'
+    prefetch), for `ranked` to choose from."""
+    return replace(request, limit=max(request.limit, 2 * request.prefetch))
+
+
+def ranked(points: list[ScoredPoint], limit: int, per_file: int = PER_FILE) -> list[ScoredPoint]:
+    """The first `limit` of `points`: by score, equal scores by point id; with `per_file`,
+    each file's first `per_file` chunks before any file's next ones (module docstring)."""
+    order = sorted(points, key=lambda p: (-p.score, p.id))
+    if per_file > 0:
+        held: Counter[str] = Counter()
+        tiers = []
+        for point in order:
+            path = str(point.payload.get("metadata", {}).get("path", ""))
+            tiers.append(held[path] // per_file)
+            held[path] += 1
+        order = [point for _, _, point in sorted(zip(tiers, range(len(order)), order, strict=True))]
+    return order[:limit]
+
+
 def hybrid_search(engine: IndexEngine, embedder: Embedder, collection: str, workspace: str | None,
-                  query: str, limit: int) -> list[Hit]:
+                  query: str, limit: int, per_file: int = PER_FILE) -> list[Hit]:
     """Code chunks (never commits) of `workspace`, or of the whole collection."""
     request = hybrid_query(embedder, query, {"workspace": workspace} if workspace else None, limit,
                            exclude={"kind": COMMIT_KIND})
     hits = []
-    for point in engine.query(collection, request):
+    for point in ranked(engine.query(collection, every_candidate(request)), limit, per_file):
         meta = point.payload.get("metadata", {})
         hits.append(Hit(path=meta.get("path", ""), start_line=meta.get("start_line", 0),
                         end_line=meta.get("end_line", 0), score=point.score,

@@ -52,7 +52,7 @@ from core.config import Settings
 from core.indexing.commits import COMMIT_KIND
 from core.indexing.engines import IndexEngine
 from core.indexing.indexer import Indexer
-from core.indexing.search import hybrid_query
+from core.indexing.search import every_candidate, hybrid_query, ranked
 from core.qdrant import QdrantHandle
 from local.bench import common
 from local.bench.common import Figure, ratio_figure
@@ -239,9 +239,9 @@ class Client:
 
 def engine_search(engine: IndexEngine, indexer: Indexer, scope: Scope,
                   half: str) -> Callable[[str, int], Ranked]:
-    """The endpoint's query (`core.indexing.search.hybrid_query`, the same filter and
-    prefetch) in this process, or one half of it: "lexical" drops the dense vector,
-    "dense" the lexical one."""
+    """What the endpoint asks the engine (`core.indexing.search`: the same query, filter,
+    prefetch and ranking) in this process, or one half of it: "lexical" without the
+    dense vector, "dense" without the lexical one."""
     def search(query: str, limit: int) -> Ranked:
         request = hybrid_query(indexer.embedder, query, {"workspace": scope.workspace_key}, limit,
                                exclude={"kind": COMMIT_KIND})
@@ -249,8 +249,8 @@ def engine_search(engine: IndexEngine, indexer: Indexer, scope: Scope,
             request = replace(request, dense=None)
         elif half == "dense":
             request = replace(request, sparse=([], []))
-        return [(p.payload["metadata"]["path"], p.payload["metadata"]["start_line"])
-                for p in engine.query(scope.collection, request)]
+        points = ranked(engine.query(scope.collection, every_candidate(request)), limit)
+        return [(p.payload["metadata"]["path"], p.payload["metadata"]["start_line"]) for p in points]
     return search
 
 
@@ -352,8 +352,8 @@ def in_process(folder: Path, measured: Measured, queries: dict[str, list[Query]]
         for half in ("hybrid", "lexical", "dense"):
             found[(scope.package, scope.variant, half)] = score(
                 queries[scope.package], engine_search(engine, indexer, scope, half))
-    requests_ = [hybrid_query(indexer.embedder, q, {"workspace": measured.corpus_key}, 10,
-                              exclude={"kind": COMMIT_KIND}) for q in asked]
+    requests_ = [every_candidate(hybrid_query(indexer.embedder, q, {"workspace": measured.corpus_key}, 10,
+                                              exclude={"kind": COMMIT_KIND})) for q in asked]
     for request in requests_[:3]:
         engine.query(measured.corpus_collection, request)
     engine_ms = []
