@@ -105,3 +105,32 @@ def test_hnsw_is_built_in_the_background_and_fresh_points_stay_searchable(tmp_pa
         time.sleep(0.05)
     assert total == 6_050
     engine.close()
+
+
+def test_an_exclude_leaves_its_points_out_whether_the_workspace_holds_any_or_not(tmp_path: Path) -> None:
+    """The engine drops an exclude that no point of the query's workspace matches (it costs
+    Edge a check per point); it still holds when there are, and when one comes in between."""
+    engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+    engine.ensure_collection("c", LAYOUT)
+    code = points(200)
+    commits = points(20, seed=3)
+    for point in commits:
+        point.payload["kind"] = "commit"
+    others = points(20, workspace="other", seed=3)  # commits of another workspace, same vectors
+    for point in others:
+        point.payload["kind"] = "commit"
+    engine.upsert("c", code + others)
+    query = HybridQuery(([], []), commits[0].dense, {"workspace": "ws"}, 10, 40, exclude={"kind": "commit"})
+    assert engine._needed("c", query.where, query.exclude) is None
+    before = [hit.id for hit in engine.query("c", query)]
+    assert len(before) == 10 and not {p.id for p in others} & set(before)
+    assert engine.count("c", {"workspace": "ws"}, exclude={"kind": "commit"}) == 200
+    engine.upsert("c", commits)
+    assert engine._needed("c", query.where, query.exclude) == {"kind": "commit"}
+    assert [hit.id for hit in engine.query("c", query)] == before
+    assert engine.count("c", {"workspace": "ws"}, exclude={"kind": "commit"}) == 200
+    assert commits[0].id in [hit.id for hit in engine.query("c", HybridQuery(
+        ([], []), commits[0].dense, {"workspace": "ws"}, 10, 40))]
+    engine._needed = lambda *args: None  # type: ignore[method-assign]  # as if counted just before
+    assert not {p.id for p in commits} & {hit.id for hit in engine.query("c", query)}
+    engine.close()

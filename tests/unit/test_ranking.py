@@ -1,11 +1,13 @@
 """How fused search candidates are ranked (`core.indexing.search.ranked`): a stable order
-for equal scores, and hits spread over files."""
+for equal scores, and hits spread over files; and how an exclude filter is read on a
+payload (`core.indexing.engines.base.matches`)."""
 
 from __future__ import annotations
 
 import random
 
-from core.indexing.engines import ScoredPoint
+from core.indexing.engines import Prefix, ScoredPoint
+from core.indexing.engines.base import matches
 from core.indexing.search import ranked
 
 
@@ -30,3 +32,13 @@ def test_a_file_gets_a_second_place_only_after_every_file_had_its_first() -> Non
     assert [p.id for p in ranked(points, 10, per_file=2)] == ["a1", "a2", "b1", "c1", "b2", "a3"]
     assert [p.id for p in ranked(points, 3, per_file=0)] == ["a1", "a2", "a3"]
     assert len(ranked(points, 4)) == 4
+
+
+def test_matches_reads_dotted_keys_lists_and_prefixes_as_the_engines_do() -> None:
+    payload = {"kind": "commit", "metadata": {"path": "src/app.py", "tags": ["a", "b"]}}
+    assert matches(payload, {"kind": "commit"}) and not matches(payload, {"kind": "code"})
+    assert matches(payload, {"metadata.path": Prefix("src/")})
+    assert not matches(payload, {"metadata.path": "src"})
+    assert matches(payload, {"metadata.tags": "b"}) and matches(payload, {"kind": ["x", "commit"]})
+    assert not matches(payload, {"missing.key": "x"})
+    assert matches(payload, {"kind": "x", "metadata.tags": "a"})  # any key

@@ -159,6 +159,25 @@ def engine_filter(models: Any, where: Where | None, exclude: Where | None = None
     return models.Filter(must=conditions(where), must_not=conditions(exclude))
 
 
+def matches(payload: dict[str, Any], exclude: Where) -> bool:
+    """Whether a payload matches any key of `exclude` as the engines match it (a dotted key
+    is a path into nested objects; a list in the payload matches by any of its items)."""
+    for key, wanted in exclude.items():
+        value: Any = payload
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and _matched(item, wanted):
+                return True
+    return False
+
+
+def _matched(item: str, wanted: str | list[str] | Prefix) -> bool:
+    if isinstance(wanted, Prefix):
+        return item.startswith(wanted.value)
+    return item in wanted if isinstance(wanted, list) else item == wanted
+
+
 def _match(models: Any, value: str | list[str] | Prefix) -> Any:
     if isinstance(value, Prefix):
         return models.MatchPrefix(prefix=value.value)

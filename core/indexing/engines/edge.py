@@ -46,6 +46,7 @@ from core.indexing.engines.base import (
     StoredPoint,
     Where,
     engine_filter,
+    matches,
     refuse,
     stored_point,
 )
@@ -180,12 +181,29 @@ class EdgeEngine:
                 return
 
     def count(self, collection: str, where: Where | None, exclude: Where | None = None) -> int:
+        exclude = self._needed(collection, where, exclude)
         request = self.qe.CountRequest(exact=True, filter=self._filter(where, exclude))
         return int(self._shard(collection).count(request))
 
+    def _needed(self, collection: str, where: Where | None, exclude: Where | None) -> Where | None:
+        """`exclude`, or None when no point that `where` selects matches it (a workspace
+        without commit points). Edge checks a must_not condition point by point once a must
+        condition has selected the points: over a workspace of 62,000 chunks a filtered dense
+        query took 25-30 ms with the exclude and 6-8 ms without. Counting the points of
+        `where` that match each excluded value is a lookup in the payload indexes
+        (0.01-0.1 ms)."""
+        if not where or not exclude or any(key in where for key in exclude):
+            return exclude
+        shard = self._shard(collection)
+        for key, value in exclude.items():
+            if shard.count(self.qe.CountRequest(exact=True, filter=self._filter({**where, key: value}))):
+                return exclude
+        return None
+
     def query(self, collection: str, query: HybridQuery) -> list[ScoredPoint]:
         qe = self.qe
-        where = self._filter(query.where, query.exclude)
+        exclude = self._needed(collection, query.where, query.exclude)
+        where = self._filter(query.where, exclude)
         prefetch = []
         if query.sparse[0]:
             prefetch.append(qe.Prefetch(limit=query.prefetch, filter=where, query=qe.Query.Nearest(
@@ -197,7 +215,10 @@ class EdgeEngine:
             return []
         points = self._shard(collection).query(qe.QueryRequest(
             limit=query.limit, prefetches=prefetch, query=qe.Fusion.Rrf(k=RRF_K), with_payload=True))
-        return [ScoredPoint(str(p.id), float(p.score), p.payload or {}) for p in points]
+        found = [ScoredPoint(str(p.id), float(p.score), p.payload or {}) for p in points]
+        if query.exclude and exclude is None:  # a point written since the count is still left out
+            found = [p for p in found if not matches(p.payload, query.exclude)]
+        return found
 
     # writes -------------------------------------------------------------------
     def upsert(self, collection: str, points: list[NewPoint]) -> None:
