@@ -40,7 +40,7 @@ from core.errors import InvalidRequest, NotFound
 from core.indexing.commits import COMMIT_KIND
 from core.indexing.engines import IndexEngine, Prefix, ScoredPoint, Where
 from core.indexing.indexer import Indexer
-from core.indexing.search import PER_FILE, every_candidate, hybrid_query, ranked
+from core.indexing.search import PER_FILE, hybrid_query, ranked, search_points
 from core.models import invalid_fields
 from core.names import MAX_COLLECTION, stored_collection
 from core.storage import ObjectStore
@@ -144,10 +144,10 @@ class Searcher:
         wanted = request.limit
         per_file = 0 if commits else request.per_file  # commits have no file of their own
         hit = _commit_hit if commits else _code_hit
-        if glob is None:  # every fused candidate, for ranked to spread over files
-            points = engine.query(collection, every_candidate(
-                hybrid_query(indexer.embedder, request.query, where, wanted, exclude)))
-            return [hit(point) for point in ranked(points, wanted, per_file)]
+        if glob is None:
+            points = search_points(engine, collection, hybrid_query(indexer.embedder, request.query, where,
+                                                                    wanted, exclude), per_file)
+            return [hit(point) for point in points]
         fetch = min(MAX_CANDIDATES, wanted * GLOB_FACTOR)
         while True:
             points = engine.query(collection, hybrid_query(indexer.embedder, request.query, where,

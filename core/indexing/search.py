@@ -1,8 +1,8 @@
 """Hybrid search over what was indexed: dense and lexical prefetch fused by RRF in the engine,
 then ranked here.
 
-The engine returns every fused candidate (each half's `prefetch` best, RRF-fused);
-`ranked` puts them in a stable order and spreads them over files:
+The engine returns the fused candidates (each half's `prefetch` best, RRF-fused);
+`ranked` puts them in a stable order and spreads them over files (`search_points`):
 
 - ties broken by point id: reciprocal-rank scores tie often (a chunk first in one half
   scores as much as another first in the other), and the engine orders equal scores
@@ -25,10 +25,12 @@ from dataclasses import dataclass, replace
 from core.indexing.commits import COMMIT_KIND
 from core.indexing.embedders import Embedder
 from core.indexing.engines import HybridQuery, IndexEngine, ScoredPoint, Where
+from core.indexing.engines.base import matches
 from core.indexing.lexical import sparse_vector
 
 PREFETCH_FACTOR = 4
 PER_FILE = 1
+POOL_FACTOR = 3  # candidates ranked per hit wanted
 
 
 @dataclass(frozen=True)
@@ -50,16 +52,31 @@ def hybrid_query(embedder: Embedder, query: str, where: Where | None, limit: int
                        prefetch=limit * PREFETCH_FACTOR, exclude=exclude)
 
 
-def every_candidate(request: HybridQuery) -> HybridQuery:
-    """`request` asking the engine for all its fused candidates (at most both halves'
-    prefetch), for `ranked` to choose from."""
-    return replace(request, limit=max(request.limit, 2 * request.prefetch))
+def search_points(engine: IndexEngine, collection: str, request: HybridQuery,
+                  per_file: int = PER_FILE) -> list[ScoredPoint]:
+    """The first `request.limit` points of `request`, ranked (`ranked`). The engine answers
+    every fused candidate (both halves' prefetch) by id and score alone; the best
+    POOL_FACTOR x limit of them, in rank order, are read with their payloads and ranked.
+    Reading 80 chunks' payloads cost more than the query of a 62,000-chunk workspace
+    gained by leaving them out (~1.4 of 6.5 ms), and ranking a pool of 3 x limit found
+    the same files as ranking all candidates."""
+    fused = engine.query(collection, replace(request, limit=max(request.limit, 2 * request.prefetch),
+                                             payload=False))
+    pool = sorted(fused, key=_rank)[: POOL_FACTOR * request.limit]
+    payloads = {p.id: p.payload for p in engine.retrieve(collection, [p.id for p in pool], vectors=False)}
+    kept = [ScoredPoint(p.id, p.score, payloads[p.id]) for p in pool if p.id in payloads  # not deleted since
+            and not (request.exclude and matches(payloads[p.id], request.exclude))]
+    return ranked(kept, request.limit, per_file)
+
+
+def _rank(point: ScoredPoint) -> tuple[float, str]:
+    return -point.score, point.id
 
 
 def ranked(points: list[ScoredPoint], limit: int, per_file: int = PER_FILE) -> list[ScoredPoint]:
     """The first `limit` of `points`: by score, equal scores by point id; with `per_file`,
     each file's first `per_file` chunks before any file's next ones (module docstring)."""
-    order = sorted(points, key=lambda p: (-p.score, p.id))
+    order = sorted(points, key=_rank)
     if per_file > 0:
         held: Counter[str] = Counter()
         tiers = []
@@ -77,7 +94,7 @@ def hybrid_search(engine: IndexEngine, embedder: Embedder, collection: str, work
     request = hybrid_query(embedder, query, {"workspace": workspace} if workspace else None, limit,
                            exclude={"kind": COMMIT_KIND})
     hits = []
-    for point in ranked(engine.query(collection, every_candidate(request)), limit, per_file):
+    for point in search_points(engine, collection, request, per_file):
         meta = point.payload.get("metadata", {})
         hits.append(Hit(path=meta.get("path", ""), start_line=meta.get("start_line", 0),
                         end_line=meta.get("end_line", 0), score=point.score,

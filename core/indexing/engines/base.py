@@ -107,7 +107,10 @@ class StoredPoint:
 @dataclass(frozen=True)
 class HybridQuery:
     """Dense and lexical candidates (`prefetch` each) fused by reciprocal rank; a query
-    without lexical tokens (or without a dense vector) has no candidates of that kind."""
+    without lexical tokens (or without a dense vector) has no candidates of that kind.
+    Without `payload` the points come with ids and scores alone (cheaper: a chunk's
+    payload holds its text); an engine then leaves checking `exclude` on a point written
+    during the query to whoever reads the payloads (`matches`)."""
 
     sparse: Sparse
     dense: list[float] | None
@@ -115,6 +118,7 @@ class HybridQuery:
     limit: int
     prefetch: int
     exclude: Where | None = None
+    payload: bool = True
 
 
 @dataclass

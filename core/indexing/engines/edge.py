@@ -214,9 +214,9 @@ class EdgeEngine:
         if not prefetch:
             return []
         points = self._shard(collection).query(qe.QueryRequest(
-            limit=query.limit, prefetches=prefetch, query=qe.Fusion.Rrf(k=RRF_K), with_payload=True))
+            limit=query.limit, prefetches=prefetch, query=qe.Fusion.Rrf(k=RRF_K), with_payload=query.payload))
         found = [ScoredPoint(str(p.id), float(p.score), p.payload or {}) for p in points]
-        if query.exclude and exclude is None:  # a point written since the count is still left out
+        if query.exclude and exclude is None and query.payload:  # a point written since the count
             found = [p for p in found if not matches(p.payload, query.exclude)]
         return found
 

@@ -127,7 +127,7 @@ class ServerEngine:
             return []
         response = self.client.query_points(collection, prefetch=prefetch,
                                             query=m.FusionQuery(fusion=m.Fusion.RRF),
-                                            limit=query.limit, with_payload=True)
+                                            limit=query.limit, with_payload=query.payload)
         return [ScoredPoint(str(p.id), float(p.score), p.payload or {}) for p in response.points]
 
     # writes -------------------------------------------------------------------
