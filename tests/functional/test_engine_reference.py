@@ -31,10 +31,11 @@ import pytest
 from core.config import Settings
 from core.indexing.chunker import chunk_text
 from core.indexing.embedders import WordLlamaEmbedder
-from core.indexing.engines import HybridQuery, IndexEngine, Layout, NewPoint, open_engine
+from core.indexing.engines import HybridQuery, IndexEngine, Layout, NewPoint, ScoredPoint, open_engine
 from core.indexing.engines.edge import EdgeEngine
 from core.indexing.languages import decode_text, language_of
 from core.indexing.lexical import sparse_vector
+from core.indexing.search import ranked, search_points
 from core.indexing.sync import point_id
 
 FILES = 250
@@ -104,7 +105,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, corpus: Corpus) -> It
     made.close()
 
 
-def ranked(engine: IndexEngine, query: HybridQuery) -> list[str]:
+def ranked_ids(engine: IndexEngine, query: HybridQuery) -> list[str]:
     return [hit.id for hit in engine.query(COLLECTION, query)]
 
 
@@ -128,7 +129,7 @@ def check(engine: IndexEngine, corpus: Corpus, least_share: float) -> None:
             (HybridQuery(([], []), dense, where, TOP, TOP), corpus.dense_scores(dense, members)),
             (HybridQuery(sparse, None, where, TOP, TOP), corpus.lexical_scores(sparse, members)),
         ):
-            found = ranked(engine, query)
+            found = ranked_ids(engine, query)
             assert set(found) <= set(reference), "a hit from outside the workspace, or scoring nothing"
             hits, ranks = agreement(found, reference)
             if least_share == 1.0:
@@ -151,3 +152,33 @@ def test_after_building_hnsw_edge_still_finds_the_reference_hits(engine: IndexEn
     hybrid = HybridQuery(sparse_vector("parse header"), corpus.embedder.embed(["parse header"])[0],
                          {"workspace": "ws-b"}, TOP, 4 * TOP)
     assert {h.payload["workspace"] for h in engine.query(COLLECTION, hybrid)} == {"ws-b"}
+
+
+def test_a_ranked_search_is_the_reciprocal_rank_fusion_of_the_reference_halves(
+        engine: IndexEngine, corpus: Corpus) -> None:
+    """`search_points` (what the search endpoint and the CLI answer): RRF (k = 2) of the
+    reference's dense and lexical rankings, equal scores by id, spread over files; never a
+    point the exclude names, though the workspace holds some (commits with code's vectors)."""
+    members = corpus.in_workspace("ws-a")
+    paths = {p.id: p.payload["metadata"]["path"] for p in corpus.points}
+    commits = [NewPoint(id=point_id("ws-a", "commit", str(n), 1), sparse=p.sparse, dense=p.dense,
+                        payload={"workspace": "ws-a", "kind": "commit"})
+               for n, p in enumerate(corpus.points[i] for i in members[:40:4])]
+    engine.upsert(COLLECTION, commits)
+    same = compared = 0
+    for text in corpus.queries:
+        request = HybridQuery(sparse_vector(text), corpus.embedder.embed([text])[0], {"workspace": "ws-a"},
+                              TOP, 4 * TOP, exclude={"kind": "commit"})
+        found = [p.id for p in search_points(engine, COLLECTION, request)]
+        assert not {c.id for c in commits} & set(found)
+        fused: dict[str, float] = {}
+        for reference in (corpus.dense_scores(request.dense or [], members),
+                          corpus.lexical_scores(request.sparse, members)):
+            best = sorted(reference, key=lambda p: (-reference[p], p))[: request.prefetch]
+            for rank, pid in enumerate(best):
+                fused[pid] = fused.get(pid, 0.0) + 1 / (2 + rank)
+        expected = [p.id for p in ranked([ScoredPoint(pid, score, {"metadata": {"path": paths[pid]}})
+                                          for pid, score in fused.items()], TOP)]
+        same += sum(a == b for a, b in zip(found, expected, strict=True))
+        compared += len(expected)
+    assert same / compared >= 0.9, (same, compared)  # a rank may differ where float sums tie
