@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core import metrics
 from core.config import Settings
 from core.errors import InvalidRequest, NotFound
-from core.indexing.commits import COMMIT_KIND
+from core.indexing.commits import COMMIT_KIND, COMMIT_WORKSPACE
 from core.indexing.engines import IndexEngine, Prefix, ScoredPoint, Where
 from core.indexing.indexer import Indexer
 from core.indexing.search import PER_FILE, hybrid_query, ranked, search_points
@@ -125,7 +125,7 @@ class Searcher:
                 raise NotFound("no such collection", code="COLLECTION_NOT_FOUND")
             return []  # the workspace was uploaded with indexing off: nothing indexed yet
         commits = request.kind == "commits"
-        where: Where = {"workspace": workspace} if workspace else {}
+        where: Where = {COMMIT_WORKSPACE if commits else "workspace": workspace} if workspace else {}
         exclude: Where | None = None
         if commits:
             if request.language:
@@ -225,5 +225,5 @@ def _commit_hit(point: ScoredPoint) -> dict[str, Any]:
         "files": commit.get("files", []),
         "files_truncated": bool(commit.get("files_truncated", False)),
         "score": round(point.score, 6),
-        "workspace_key": point.payload.get("workspace"),
+        "workspace_key": point.payload.get(COMMIT_WORKSPACE),
     }

@@ -15,7 +15,7 @@ from typing import TypeVar
 from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
-from core.indexing.commits import COMMIT_KIND, index_commits
+from core.indexing.commits import index_commits
 from core.indexing.embedders import Embedder, open_embedder
 from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
@@ -113,7 +113,7 @@ class Indexer:
             engine = self.qdrant.engine()
             if not engine.collection_exists(collection):
                 return 0
-            return engine.count(collection, {"workspace": workspace}, exclude={"kind": COMMIT_KIND})
+            return engine.count(collection, {"workspace": workspace})  # commits: COMMIT_WORKSPACE
         except Exception:  # noqa: BLE001 - status answers without the count
             return None
 

@@ -26,7 +26,8 @@ from core.errors import DeltaError
 DENSE = "dense"
 LEXICAL = "lexical"
 # keyword payload indexes: the fields that searches, counts and scans filter on
-PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_hash", "kind")
+PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_hash", "kind",
+                   "commit_workspace")
 # how `core.indexing.lexical` turns text into a sparse vector; a change of it is a new
 # value here, and collections built with another are refused like another embedder
 LEXICAL_VERSION = "crc32-tf-1"
