@@ -1,10 +1,22 @@
-"""Code-aware lexical vectors: tokens to a sparse vector of term frequencies.
+"""Code-aware lexical vectors: tokens to sparse vectors scored as BM25.
 
 `parseHttpRequest`, `parse_http_request` and `src/http/request.py` all yield
 the tokens `parse`, `http`, `request`; whole identifiers are kept as tokens too,
 so an exact name still ranks first. Token ids are a stable 32-bit hash, so no
-vocabulary is stored; Qdrant's IDF modifier turns frequencies into BM25-like
-weights at query time.
+vocabulary is stored.
+
+A stored text's vector holds BM25's term weight for each token,
+`tf (k1 + 1) / (tf + k1 (1 - b + b dl / AVG_TOKENS))` (tf: the token's count, dl: the
+text's token count), and a query's vector each of its distinct tokens once: the
+engine's score, a dot product with Qdrant's IDF modifier on the stored side, is then
+BM25 (`ln((N - df + 0.5) / (df + 0.5) + 1)` over the collection). Before this
+(LEXICAL_VERSION crc32-tf-1) the stored values were raw counts, so long chunks won
+on common words: a 120-line chunk saying "the" 40 times outscored the short function
+whose docstring was the query. On real code (`local/bench/search.py`, 240 docstring
+queries over four packages) the lexical half alone found the file in its top 5 in
+85.0 % of cases with counts and 100 % with these weights (89.6 % instead of 72.1 % with
+the docstrings removed from the files); the hybrid 99.6 % instead of 90.4 % (90.0 %
+instead of 79.2 %).
 """
 
 from __future__ import annotations
@@ -18,6 +30,9 @@ from itertools import chain
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 MAX_TOKEN = 64
+K1 = 1.2  # how fast a token's weight saturates with its count
+B = 0.75  # how much a long text's weights are lowered
+AVG_TOKENS = 120.0  # tokens of a chunk with its path, on average (5,000 files of real code: 118)
 WORDS_CACHED = 1 << 14  # words of at most MAX_TOKEN characters: 15 MB at worst, 96% hits on code
 
 
@@ -47,7 +62,7 @@ def token_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8"))
 
 
-def sparse_vector(text: str) -> tuple[list[int], list[float]]:
+def term_counts(text: str) -> tuple[list[int], list[float]]:
     """(indices, values): term frequencies of the tokens of `text`, counted without a
     Python step per word occurrence (a cache lookup per word, the rest in C)."""
     words = _WORD.findall(text)
@@ -56,3 +71,17 @@ def sparse_vector(text: str) -> tuple[list[int], list[float]]:
     counts = Counter(chain.from_iterable(map(_word_ids, words)))
     indices = sorted(counts)
     return indices, list(map(float, map(counts.__getitem__, indices)))
+
+
+def sparse_vector(text: str) -> tuple[list[int], list[float]]:
+    """The vector a stored text (a chunk with its path, a commit) is indexed with: BM25's
+    term weight of each of its tokens."""
+    indices, counts = term_counts(text)
+    norm = K1 * (1 - B + B * sum(counts) / AVG_TOKENS)
+    return indices, [tf * (K1 + 1) / (tf + norm) for tf in counts]
+
+
+def query_vector(text: str) -> tuple[list[int], list[float]]:
+    """The vector a query is searched with: each distinct token once."""
+    indices, counts = term_counts(text)
+    return indices, [1.0] * len(indices)

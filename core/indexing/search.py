@@ -26,7 +26,7 @@ from core.indexing.commits import COMMIT_KIND
 from core.indexing.embedders import Embedder
 from core.indexing.engines import HybridQuery, IndexEngine, ScoredPoint, Where
 from core.indexing.engines.base import matches
-from core.indexing.lexical import sparse_vector
+from core.indexing.lexical import query_vector
 
 PREFETCH_FACTOR = 4
 PER_FILE = 1
@@ -48,7 +48,7 @@ def hybrid_query(embedder: Embedder, query: str, where: Where | None, limit: int
     """The query text as both halves of a hybrid query, `PREFETCH_FACTOR` x `limit`
     candidates of each half fused."""
     dense = embedder.embed([query])[0] if embedder.dim else None
-    return HybridQuery(sparse=sparse_vector(query), dense=dense, where=where or None, limit=limit,
+    return HybridQuery(sparse=query_vector(query), dense=dense, where=where or None, limit=limit,
                        prefetch=limit * PREFETCH_FACTOR, exclude=exclude)
 
 

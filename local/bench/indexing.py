@@ -46,7 +46,7 @@ from core.indexing.embedders import WordLlamaEmbedder
 from core.indexing.engines import HybridQuery, IndexEngine, NewPoint, open_engine
 from core.indexing.indexer import Indexer
 from core.indexing.languages import decode_text, language_of
-from core.indexing.lexical import sparse_vector
+from core.indexing.lexical import query_vector
 from core.indexing.search import PREFETCH_FACTOR, hybrid_search
 from core.keys import workspace_key
 from core.models import UploadRequest
@@ -196,7 +196,7 @@ def search_times(folder: Path, queries: list[str]) -> tuple[list[float], list[fl
         started = time.perf_counter()
         hybrid_search(engine, embedder, common.COLLECTION, workspace, query, 10)
         service_ms.append((time.perf_counter() - started) * 1000)
-    requests = [HybridQuery(sparse=sparse_vector(q), dense=embedder.embed([q])[0],
+    requests = [HybridQuery(sparse=query_vector(q), dense=embedder.embed([q])[0],
                             where={"workspace": workspace}, limit=10, prefetch=10 * PREFETCH_FACTOR)
                 for q in queries]
     for request in requests:

@@ -48,7 +48,7 @@ def test_points_and_the_layout_persist_across_a_reopen(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("other", "why"), [
     (Layout("another-embedder", 8), "was built with embedder 'test-embedder'"),
     (Layout("test-embedder", 16), "needs a 'dense' vector of size 16"),
-    (Layout("test-embedder", 8, lexical="crc32-tf-2"), "lexical vectors of version 'crc32-tf-1'"),
+    (Layout("test-embedder", 8, lexical="crc32-tf-1"), "lexical vectors of version 'crc32-bm25-1'"),
 ])
 def test_a_collection_built_with_other_vectors_is_refused(tmp_path: Path, other: Layout, why: str) -> None:
     engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)

@@ -34,7 +34,7 @@ from core.indexing.embedders import WordLlamaEmbedder
 from core.indexing.engines import HybridQuery, IndexEngine, Layout, NewPoint, ScoredPoint, open_engine
 from core.indexing.engines.edge import EdgeEngine
 from core.indexing.languages import decode_text, language_of
-from core.indexing.lexical import sparse_vector
+from core.indexing.lexical import query_vector, sparse_vector
 from core.indexing.search import ranked, search_points
 from core.indexing.sync import point_id
 
@@ -124,7 +124,7 @@ def check(engine: IndexEngine, corpus: Corpus, least_share: float) -> None:
     same = compared = 0
     for text in corpus.queries:
         dense = corpus.embedder.embed([text])[0]
-        sparse = sparse_vector(text)
+        sparse = query_vector(text)
         for query, reference in (
             (HybridQuery(([], []), dense, where, TOP, TOP), corpus.dense_scores(dense, members)),
             (HybridQuery(sparse, None, where, TOP, TOP), corpus.lexical_scores(sparse, members)),
@@ -149,7 +149,7 @@ def test_after_building_hnsw_edge_still_finds_the_reference_hits(engine: IndexEn
     points, indexed = engine.indexed_vectors(COLLECTION)
     assert indexed == 2 * points  # every dense vector is in the HNSW graph now, every sparse one indexed
     check(engine, corpus, least_share=0.9)
-    hybrid = HybridQuery(sparse_vector("parse header"), corpus.embedder.embed(["parse header"])[0],
+    hybrid = HybridQuery(query_vector("parse header"), corpus.embedder.embed(["parse header"])[0],
                          {"workspace": "ws-b"}, TOP, 4 * TOP)
     assert {h.payload["workspace"] for h in engine.query(COLLECTION, hybrid)} == {"ws-b"}
 
@@ -167,7 +167,7 @@ def test_a_ranked_search_is_the_reciprocal_rank_fusion_of_the_reference_halves(
     engine.upsert(COLLECTION, commits)
     same = compared = 0
     for text in corpus.queries:
-        request = HybridQuery(sparse_vector(text), corpus.embedder.embed([text])[0], {"workspace": "ws-a"},
+        request = HybridQuery(query_vector(text), corpus.embedder.embed([text])[0], {"workspace": "ws-a"},
                               TOP, 4 * TOP, exclude={"kind": "commit"})
         found = [p.id for p in search_points(engine, COLLECTION, request)]
         assert not {c.id for c in commits} & set(found)

@@ -1,4 +1,5 @@
-"""The cached lexical vectors are exactly those of the plain implementation they replaced."""
+"""The cached term counts are exactly those of the plain implementation they replaced, and
+the stored and query vectors are BM25's weights of them."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ texts = st.one_of(
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(texts)
 def test_generated_text_gives_the_same_vector(text: str) -> None:
-    assert lexical.sparse_vector(text) == reference_sparse_vector(text)
+    assert lexical.term_counts(text) == reference_sparse_vector(text)
     assert lexical.tokens(text) == reference_tokens(text)
 
 
@@ -63,7 +64,7 @@ def test_real_code_gives_the_same_vectors() -> None:
     lexical._word_ids.cache_clear()
     chunks = [f"{path}\n{text}" for path, text in site_package_chunks(FILES)]
     for text in chunks + chunks:  # the second round is served from the cache
-        assert lexical.sparse_vector(text) == reference_sparse_vector(text)
+        assert lexical.term_counts(text) == reference_sparse_vector(text)
     assert lexical._word_ids.cache_info().hits > lexical._word_ids.cache_info().misses
 
 
@@ -71,7 +72,7 @@ def test_a_full_cache_still_gives_the_same_vectors() -> None:
     """Evicted words are simply split again."""
     words = [f"name{i}Part_x{i}" for i in range(lexical.WORDS_CACHED + 500)]
     text = " ".join(words + words[:1000])
-    assert lexical.sparse_vector(text) == reference_sparse_vector(text)
+    assert lexical.term_counts(text) == reference_sparse_vector(text)
     assert lexical._word_ids.cache_info().currsize == lexical.WORDS_CACHED
 
 
@@ -79,12 +80,33 @@ def test_words_at_the_longest_token_length() -> None:
     for length in (MAX_TOKEN - 1, MAX_TOKEN, MAX_TOKEN + 1):
         for word in ("a" * length, "getX" + "y" * (length - 4), "snake_" + "z" * (length - 6)):
             text = f"{word} other {word}.{word}"
-            assert lexical.sparse_vector(text) == reference_sparse_vector(text), length
+            assert lexical.term_counts(text) == reference_sparse_vector(text), length
 
 
 def test_words_too_long_to_be_tokens_stay_out_of_the_cache() -> None:
     lexical._word_ids.cache_clear()
     text = "short " + "x" * (MAX_TOKEN + 1) + " " + "y" * 100_000
     expected = ([lexical.token_id("short")], [1.0])
-    assert lexical.sparse_vector(text) == reference_sparse_vector(text) == expected
+    assert lexical.term_counts(text) == reference_sparse_vector(text) == expected
     assert lexical._word_ids.cache_info().currsize == 1
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(texts)
+def test_stored_vectors_weigh_counts_as_bm25_and_queries_count_each_token_once(text: str) -> None:
+    indices, counts = reference_sparse_vector(text)
+    norm = lexical.K1 * (1 - lexical.B + lexical.B * sum(counts) / lexical.AVG_TOKENS)
+    stored = lexical.sparse_vector(text)
+    assert stored[0] == indices
+    assert stored[1] == [tf * (lexical.K1 + 1) / (tf + norm) for tf in counts]
+    assert lexical.query_vector(text) == (indices, [1.0] * len(indices))
+
+
+def test_a_token_weighs_less_in_a_longer_text_and_saturates_with_its_count() -> None:
+    short, long = lexical.sparse_vector("parse header"), lexical.sparse_vector("parse header " + "x1 " * 300)
+    assert dict(zip(*short, strict=True))[lexical.token_id("parse")] > dict(zip(*long, strict=True))[
+        lexical.token_id("parse")]
+    once, many = lexical.sparse_vector("etag"), lexical.sparse_vector("etag " * 50)
+    assert dict(zip(*many, strict=True))[lexical.token_id("etag")] < lexical.K1 + 1
+    assert dict(zip(*once, strict=True))[lexical.token_id("etag")] < dict(zip(*many, strict=True))[
+        lexical.token_id("etag")]

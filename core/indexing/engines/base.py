@@ -30,7 +30,8 @@ PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_has
                    "commit_workspace")
 # how `core.indexing.lexical` turns text into a sparse vector; a change of it is a new
 # value here, and collections built with another are refused like another embedder
-LEXICAL_VERSION = "crc32-tf-1"
+LEXICAL_VERSION = "crc32-bm25-1"
+LEXICAL_UNRECORDED = "crc32-tf-1"  # what collections made before metadata recorded it hold
 LAYOUT = 1
 
 Sparse = tuple[list[int], list[float]]
@@ -64,7 +65,7 @@ class Layout:
 
     def problems(self, recorded: dict[str, Any], dense_size: int | None, has_idf: bool) -> list[str]:
         """Why a collection with this metadata and vectors cannot take this layout's points.
-        Metadata written before `lexical` was recorded had the version that is now 1."""
+        Metadata written before `lexical` was recorded had LEXICAL_UNRECORDED."""
         found = []
         if self.dim and dense_size != self.dim:
             found.append(f"needs a '{DENSE}' vector of size {self.dim}")
@@ -75,7 +76,7 @@ class Layout:
         embedder = recorded.get("embedder")
         if embedder is not None and embedder != self.embedder:
             found.append(f"was built with embedder {embedder!r}, not {self.embedder!r}")
-        lexical = recorded.get("lexical", LEXICAL_VERSION)
+        lexical = recorded.get("lexical", LEXICAL_UNRECORDED)
         if lexical != self.lexical:
             found.append(f"has lexical vectors of version {lexical!r}, not {self.lexical!r}")
         return found
