@@ -124,6 +124,7 @@ class Searcher:
             if workspace is None:
                 raise NotFound("no such collection", code="COLLECTION_NOT_FOUND")
             return []  # the workspace was uploaded with indexing off: nothing indexed yet
+        lexical = indexer.lexical_of(engine, collection)
         commits = request.kind == "commits"
         where: Where = {COMMIT_WORKSPACE if commits else "workspace": workspace} if workspace else {}
         exclude: Where | None = None
@@ -146,12 +147,12 @@ class Searcher:
         hit = _commit_hit if commits else _code_hit
         if glob is None:
             points = search_points(engine, collection, hybrid_query(indexer.embedder, request.query, where,
-                                                                    wanted, exclude), per_file)
+                                                                    wanted, exclude, lexical), per_file)
             return [hit(point) for point in points]
         fetch = min(MAX_CANDIDATES, wanted * GLOB_FACTOR)
         while True:
             points = engine.query(collection, hybrid_query(indexer.embedder, request.query, where,
-                                                           fetch, exclude))
+                                                           fetch, exclude, lexical))
             kept = [p for p in points if any(map(glob.match_file, _paths(p)))]
             if len(kept) >= wanted or len(points) < fetch or fetch >= MAX_CANDIDATES:
                 return [hit(point) for point in ranked(kept, wanted, per_file)]

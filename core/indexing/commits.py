@@ -16,7 +16,7 @@ from typing import Any
 from core.history import SUMMARY_FILES, bounded, indexed_text, unique
 from core.indexing.embedders import Embedder
 from core.indexing.engines import IndexEngine, NewPoint
-from core.indexing.lexical import sparse_vector
+from core.indexing.lexical import BM25, sparse_vector
 from core.models import GitCommit
 
 COMMIT_KIND = "commit"
@@ -46,7 +46,7 @@ def commit_payload(workspace: str, record: dict[str, Any], bundle_id: str, seque
 
 
 def index_commits(engine: IndexEngine, embedder: Embedder, collection: str, workspace: str,
-                  commits: list[GitCommit], bundle_id: str, sequence: int) -> int:
+                  commits: list[GitCommit], bundle_id: str, sequence: int, lexical: str = BM25) -> int:
     """Upsert a point for each commit the collection lacks; the number written."""
     records = [bounded(commit) for commit in unique(commits)]
     ids = [commit_point_id(workspace, record["commit_id"]) for record in records]
@@ -58,6 +58,6 @@ def index_commits(engine: IndexEngine, embedder: Embedder, collection: str, work
     dense = embedder.embed(texts) if embedder.dim else [None] * len(texts)
     engine.upsert(collection, [
         NewPoint(id=pid, payload=commit_payload(workspace, record, bundle_id, sequence),
-                 sparse=sparse_vector(text), dense=vector)
+                 sparse=sparse_vector(text, lexical), dense=vector)
         for (pid, record), text, vector in zip(todo, texts, dense, strict=True)])
     return len(todo)

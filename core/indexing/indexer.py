@@ -36,6 +36,7 @@ class Indexer:
         self._opened: Embedder | None = None  # the one opened here (tests may put another)
         self._helper: EmbeddingProcess | None = None
         self._ready: set[str] = set()
+        self._lexical: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @property
@@ -75,8 +76,18 @@ class Indexer:
         if collection in self._ready:
             return
         with _qdrant_errors():
-            self.qdrant.engine().ensure_collection(collection, self.layout)
+            engine = self.qdrant.engine()
+            engine.ensure_collection(collection, self.layout)
+            self._lexical[collection] = engine.lexical_version(collection)
         self._ready.add(collection)
+
+    def lexical_of(self, engine: IndexEngine, collection: str) -> str:
+        """The lexical version `collection` was made with: its points are written and
+        queried that way (`core.indexing.lexical`); read once per process."""
+        version = self._lexical.get(collection)
+        if version is None:
+            version = self._lexical[collection] = engine.lexical_version(collection)
+        return version
 
     @property
     def max_file_bytes(self) -> int:
@@ -95,7 +106,8 @@ class Indexer:
         sync = QdrantSync(fence(engine), self.embedder, target, before, embed=embed,
                           max_file_bytes=self.max_file_bytes,
                           # where metadata.path is indexed, a filter there is cheap
-                          scan_paths=engine.kind != "memory")
+                          scan_paths=engine.kind != "memory",
+                          lexical=self._lexical[target.collection])
         with _qdrant_errors():
             return sync.run(plan, bundle, checkpoint)
 
@@ -105,7 +117,8 @@ class Indexer:
         self.prepare(target.collection)
         with _qdrant_errors():
             return index_commits(fence(self.qdrant.engine()), self.embedder, target.collection,
-                                 target.workspace, commits, target.bundle_id, target.sequence)
+                                 target.workspace, commits, target.bundle_id, target.sequence,
+                                 lexical=self._lexical[target.collection])
 
     def count_points(self, collection: str, workspace: str) -> int | None:
         """Code points indexed for a workspace, or None when Qdrant cannot say right now."""

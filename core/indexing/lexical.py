@@ -16,7 +16,8 @@ whose docstring was the query. On real code (`local/bench/search.py`, 240 docstr
 queries over four packages) the lexical half alone found the file in its top 5 in
 85.0 % of cases with counts and 100 % with these weights (89.6 % instead of 72.1 % with
 the docstrings removed from the files); the hybrid 99.6 % instead of 90.4 % (90.0 %
-instead of 79.2 %).
+instead of 79.2 %). A collection made before keeps its counts, stored and queried as
+they always were (TF), until it is rebuilt: the two never mix in one collection.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ MAX_TOKEN = 64
 K1 = 1.2  # how fast a token's weight saturates with its count
 B = 0.75  # how much a long text's weights are lowered
 AVG_TOKENS = 120.0  # tokens of a chunk with its path, on average (5,000 files of real code: 118)
+# the versions of what this module makes: a collection records the one its points were
+# made with (`core.indexing.engines.base.Layout`) and keeps it until it is rebuilt
+TF = "crc32-tf-1"  # raw counts, stored and queried (collections made before BM25)
+BM25 = "crc32-bm25-1"  # BM25 weights stored, each query token once (new collections)
+VERSIONS = (TF, BM25)
 WORDS_CACHED = 1 << 14  # words of at most MAX_TOKEN characters: 15 MB at worst, 96% hits on code
 
 
@@ -73,15 +79,18 @@ def term_counts(text: str) -> tuple[list[int], list[float]]:
     return indices, list(map(float, map(counts.__getitem__, indices)))
 
 
-def sparse_vector(text: str) -> tuple[list[int], list[float]]:
+def sparse_vector(text: str, version: str = BM25) -> tuple[list[int], list[float]]:
     """The vector a stored text (a chunk with its path, a commit) is indexed with: BM25's
-    term weight of each of its tokens."""
+    term weight of each of its tokens, or its counts in a collection of version TF."""
     indices, counts = term_counts(text)
+    if version == TF:
+        return indices, counts
     norm = K1 * (1 - B + B * sum(counts) / AVG_TOKENS)
     return indices, [tf * (K1 + 1) / (tf + norm) for tf in counts]
 
 
-def query_vector(text: str) -> tuple[list[int], list[float]]:
-    """The vector a query is searched with: each distinct token once."""
+def query_vector(text: str, version: str = BM25) -> tuple[list[int], list[float]]:
+    """The vector a query is searched with: each distinct token once, or its counts in a
+    collection of version TF (as that version was always queried)."""
     indices, counts = term_counts(text)
-    return indices, [1.0] * len(indices)
+    return indices, counts if version == TF else [1.0] * len(indices)

@@ -26,7 +26,7 @@ from core.indexing.commits import COMMIT_KIND
 from core.indexing.embedders import Embedder
 from core.indexing.engines import HybridQuery, IndexEngine, ScoredPoint, Where
 from core.indexing.engines.base import matches
-from core.indexing.lexical import query_vector
+from core.indexing.lexical import BM25, query_vector
 
 PREFETCH_FACTOR = 4
 PER_FILE = 1
@@ -44,11 +44,11 @@ class Hit:
 
 
 def hybrid_query(embedder: Embedder, query: str, where: Where | None, limit: int,
-                 exclude: Where | None = None) -> HybridQuery:
+                 exclude: Where | None = None, lexical: str = BM25) -> HybridQuery:
     """The query text as both halves of a hybrid query, `PREFETCH_FACTOR` x `limit`
-    candidates of each half fused."""
+    candidates of each half fused; `lexical` is the collection's lexical version."""
     dense = embedder.embed([query])[0] if embedder.dim else None
-    return HybridQuery(sparse=query_vector(query), dense=dense, where=where or None, limit=limit,
+    return HybridQuery(sparse=query_vector(query, lexical), dense=dense, where=where or None, limit=limit,
                        prefetch=limit * PREFETCH_FACTOR, exclude=exclude)
 
 
@@ -92,7 +92,7 @@ def hybrid_search(engine: IndexEngine, embedder: Embedder, collection: str, work
                   query: str, limit: int, per_file: int = PER_FILE) -> list[Hit]:
     """Code chunks (never commits) of `workspace`, or of the whole collection."""
     request = hybrid_query(embedder, query, {"workspace": workspace} if workspace else None, limit,
-                           exclude={"kind": COMMIT_KIND})
+                           exclude={"kind": COMMIT_KIND}, lexical=engine.lexical_version(collection))
     hits = []
     for point in search_points(engine, collection, request, per_file):
         meta = point.payload.get("metadata", {})

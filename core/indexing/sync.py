@@ -40,7 +40,7 @@ from core.indexing.embedders import Embedder
 from core.indexing.embedding_process import Embed
 from core.indexing.engines import IndexEngine, NewPoint, Sparse, StoredPoint, Where
 from core.indexing.languages import decode_text, language_of
-from core.indexing.lexical import sparse_vector
+from core.indexing.lexical import BM25, sparse_vector
 from core.memory import release_freed_memory
 from core.models import IndexingStats
 from core.workspace import ApplyPlan, Write
@@ -102,8 +102,10 @@ class QdrantSync:
     """Applies one plan to one collection."""
 
     def __init__(self, engine: IndexEngine, embedder: Embedder, target: IndexTarget, before: ReadBefore,
-                 max_file_bytes: int, scan_paths: bool, embed: Embed | None = None) -> None:
+                 max_file_bytes: int, scan_paths: bool, embed: Embed | None = None,
+                 lexical: str = BM25) -> None:
         self.engine = engine
+        self.lexical = lexical  # the collection's lexical version (`core.indexing.lexical`)
         self.embedder = embedder
         self.embed = embed or embedder.embed  # batches of written files (maybe in a helper process)
         self.target = target
@@ -161,7 +163,8 @@ class QdrantSync:
                        != (w.payload["metadata"]["start_line"], w.payload["metadata"]["end_line"])]
         reuse = self._stored_dense([w.moved_from for w in writes if w.moved_from]) if missing else {}
         todo = [w for w in missing if w.chunk_hash not in reuse] if self.embedder.dim else []
-        lexical = [sparse_vector(w.lexical_text) for w in missing]  # only what is written needs one
+        # only what is written needs one
+        lexical = [sparse_vector(w.lexical_text, self.lexical) for w in missing]
         return _Batch(writes, wanted, missing, moved_lines, reuse, todo, lexical)
 
     def _finish(self, batch: _Batch, embedded: Future[list[list[float]]]) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from core.errors import IndexUnavailable
+from core.indexing import lexical
 from core.indexing.engines import CollectionIncompatible, HybridQuery, Layout, NewPoint
 from core.indexing.engines.edge import SCRATCH, EdgeEngine
 from tests.support.service import ROOT
@@ -48,7 +49,6 @@ def test_points_and_the_layout_persist_across_a_reopen(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("other", "why"), [
     (Layout("another-embedder", 8), "was built with embedder 'test-embedder'"),
     (Layout("test-embedder", 16), "needs a 'dense' vector of size 16"),
-    (Layout("test-embedder", 8, lexical="crc32-tf-1"), "lexical vectors of version 'crc32-bm25-1'"),
 ])
 def test_a_collection_built_with_other_vectors_is_refused(tmp_path: Path, other: Layout, why: str) -> None:
     engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
@@ -56,6 +56,23 @@ def test_a_collection_built_with_other_vectors_is_refused(tmp_path: Path, other:
     with pytest.raises(CollectionIncompatible) as refused:
         engine.ensure_collection("c", other)
     assert why in str(refused.value)
+    engine.close()
+
+
+def test_a_collection_keeps_the_lexical_version_it_was_made_with(tmp_path: Path) -> None:
+    """A collection made before BM25 keeps its counts; one of a version this service does not
+    make is refused."""
+    engine = EdgeEngine(tmp_path, hnsw_min_points=10**9)
+    engine.ensure_collection("old", Layout("test-embedder", 8, lexical=lexical.TF))
+    engine.ensure_collection("old", LAYOUT)  # opened by today's service: accepted, as it is
+    assert engine.lexical_version("old") == lexical.TF
+    engine.ensure_collection("new", LAYOUT)
+    assert engine.lexical_version("new") == lexical.BM25
+    with pytest.raises(CollectionIncompatible):  # made by a later service, say
+        engine.ensure_collection("later", Layout("test-embedder", 8, lexical="crc32-bm25-9"))
+    with pytest.raises(CollectionIncompatible) as refused:
+        engine.ensure_collection("later", LAYOUT)
+    assert "lexical vectors of version 'crc32-bm25-9'" in str(refused.value)
     engine.close()
 
 

@@ -12,9 +12,11 @@ import pytest
 
 from core.config import Settings
 from core.errors import IndexUnavailable, error_response
+from core.indexing import lexical
 from core.indexing.embedders import Embedder, WordLlamaEmbedder
-from core.indexing.engines import IndexEngine, NewPoint, open_engine
+from core.indexing.engines import IndexEngine, Layout, NewPoint, open_engine
 from core.indexing.indexer import Indexer
+from core.indexing.search import hybrid_search
 from core.keys import workspace_key
 from core.models import UploadRequest, UploadResult
 from core.pipeline import Pipeline
@@ -216,3 +218,23 @@ def test_where_the_engine_indexes_paths_points_no_chunk_explains_are_removed_too
     harness.upload(BundleBuilder().deleted("a.py"))
     expected = {stray} if harness.engine.kind == "memory" else set()  # in-process: found by id only
     assert set(harness.points("a.py")) == expected
+
+
+def test_a_collection_made_before_bm25_is_written_and_searched_with_counts(harness: Harness) -> None:
+    """Opened by this service, a collection of the previous lexical version keeps it: the
+    points a delta adds carry counts like the rest, and a search queries it with counts."""
+    harness.engine.inner.ensure_collection(COLLECTION, Layout(harness.embedder.name, harness.embedder.dim,
+                                                              lexical=lexical.TF))
+    harness.upload(BundleBuilder(collection_name=COLLECTION).created("headers.py", TWO_FUNCTIONS))
+    stored = list(harness.engine.inner.scroll(COLLECTION, None, vectors=True))
+    assert stored and all(v == int(v) for p in stored for v in (p.sparse or ([], []))[1])
+    assert harness.indexer.lexical_of(harness.engine, COLLECTION) == lexical.TF
+    found = hybrid_search(harness.engine, harness.embedder, COLLECTION, WS, "parse_header", 1)
+    assert [h.path for h in found] == ["headers.py"]
+
+
+def test_a_new_collection_weighs_its_lexical_vectors_as_bm25(harness: Harness) -> None:
+    harness.upload(BundleBuilder(collection_name=COLLECTION).created("headers.py", TWO_FUNCTIONS))
+    stored = list(harness.engine.inner.scroll(COLLECTION, None, vectors=True))
+    assert harness.engine.inner.lexical_version(COLLECTION) == lexical.BM25
+    assert any(v != int(v) for p in stored for v in (p.sparse or ([], []))[1])

@@ -22,16 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.errors import DeltaError
+from core.indexing.lexical import BM25, TF
+from core.indexing.lexical import VERSIONS as LEXICAL_VERSIONS
 
 DENSE = "dense"
 LEXICAL = "lexical"
 # keyword payload indexes: the fields that searches, counts and scans filter on
 PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_hash", "kind",
                    "commit_workspace")
-# how `core.indexing.lexical` turns text into a sparse vector; a change of it is a new
-# value here, and collections built with another are refused like another embedder
-LEXICAL_VERSION = "crc32-bm25-1"
-LEXICAL_UNRECORDED = "crc32-tf-1"  # what collections made before metadata recorded it hold
+# how `core.indexing.lexical` turns text into sparse vectors: new collections get
+# LEXICAL_VERSION; one made with another known version keeps it (its points are written
+# and queried that way), and an unknown version is refused like another embedder
+LEXICAL_VERSION = BM25
+LEXICAL_UNRECORDED = TF  # what collections made before metadata recorded it hold
 LAYOUT = 1
 
 Sparse = tuple[list[int], list[float]]
@@ -76,10 +79,16 @@ class Layout:
         embedder = recorded.get("embedder")
         if embedder is not None and embedder != self.embedder:
             found.append(f"was built with embedder {embedder!r}, not {self.embedder!r}")
-        lexical = recorded.get("lexical", LEXICAL_UNRECORDED)
-        if lexical != self.lexical:
-            found.append(f"has lexical vectors of version {lexical!r}, not {self.lexical!r}")
+        lexical = recorded_lexical(recorded)
+        if lexical not in LEXICAL_VERSIONS:
+            found.append(f"has lexical vectors of version {lexical!r}, which this service does not "
+                         f"make (it makes {', '.join(LEXICAL_VERSIONS)})")
         return found
+
+
+def recorded_lexical(recorded: dict[str, Any]) -> str:
+    """The lexical version a collection's metadata records (`core.indexing.lexical`)."""
+    return str(recorded.get("lexical", LEXICAL_UNRECORDED))
 
 
 def refuse(name: str, problems: list[str]) -> None:
@@ -141,6 +150,10 @@ class IndexEngine(Protocol):
         ...
 
     def collection_exists(self, name: str) -> bool: ...
+    def lexical_version(self, name: str) -> str:
+        """How the collection's lexical vectors are made (its recorded version)."""
+        ...
+
     def retrieve(self, collection: str, ids: list[str], vectors: bool) -> list[StoredPoint]: ...
     def scroll(self, collection: str, where: Where | None, vectors: bool) -> Iterator[StoredPoint]: ...
     def count(self, collection: str, where: Where | None, exclude: Where | None = None) -> int: ...

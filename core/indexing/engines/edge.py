@@ -47,6 +47,7 @@ from core.indexing.engines.base import (
     Where,
     engine_filter,
     matches,
+    recorded_lexical,
     refuse,
     stored_point,
 )
@@ -116,6 +117,9 @@ class EdgeEngine:
 
     def collection_exists(self, name: str) -> bool:
         return (self.collections / name / METADATA).is_file()
+
+    def lexical_version(self, name: str) -> str:
+        return recorded_lexical(json.loads((self.collections / name / METADATA).read_text()))
 
     def _create(self, name: str, layout: Layout) -> None:
         qe = self.qe

@@ -19,6 +19,7 @@ from core.indexing.engines.base import (
     StoredPoint,
     Where,
     engine_filter,
+    recorded_lexical,
     refuse,
     stored_point,
 )
@@ -92,6 +93,9 @@ class ServerEngine:
 
     def collection_exists(self, name: str) -> bool:
         return bool(self.client.collection_exists(name))
+
+    def lexical_version(self, name: str) -> str:
+        return recorded_lexical(getattr(self.client.get_collection(name).config, "metadata", None) or {})
 
     # reads --------------------------------------------------------------------
     def retrieve(self, collection: str, ids: list[str], vectors: bool) -> list[StoredPoint]:
