@@ -52,7 +52,7 @@ class ServiceProcess:
                 answer = requests.get(self.url + "/health", timeout=1).status_code
                 if answer == 200 or (self.target != "service" and answer < 500):
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or its storage is slow
                 pass
             time.sleep(0.1)
         self.stop()
