@@ -190,7 +190,8 @@ class Pipeline:
 
     def _register(self, request: UploadRequest, ws: str) -> None:
         """The tenant's list of workspaces (`views.list_workspaces`) names this one: a
-        record written once, on its first committed upload after this record existed."""
+        record written once, by the first committed upload that finds it missing (one
+        conditional write per upload, refused once it exists)."""
         key = tenant_workspace_key(request.tenant, ws)
         body = json.dumps({"format": 1, "workspace_path": request.workspace_path,
                            "logical_repo_id": request.logical_repo_id, "workspace_key": ws}).encode()

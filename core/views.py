@@ -203,17 +203,22 @@ def stored_file(
                 raise Unprocessable("the file is not text", code="FILE_NOT_TEXT")
             handle.seek(0)
             kept: list[bytes] = []
-            used, number, truncated = 0, 0, False
-            for number, line in enumerate(handle, start=1):  # noqa: B007 - the count is read below
+            used, number, last_kept, truncated, fresh = 0, 0, None, False, True
+            # pieces of at most budget + 1 bytes: a line of any length costs no more memory
+            while piece := handle.readline(budget + 1):
+                number += fresh
+                fresh = piece.endswith(b"\n")
                 if number < first or (last is not None and number > last):
                     continue
-                if used + len(line) > budget:
+                if used + len(piece) > budget:
                     truncated = True
                     if not kept:  # one line longer than the budget: its start, so a reader moves on
-                        kept.append(line[:budget])
+                        kept.append(piece[:budget])
+                        last_kept = number
                     break
-                kept.append(line)
-                used += len(line)
+                kept.append(piece)
+                used += len(piece)
+                last_kept = number
     content = b"".join(kept).decode("utf-8", errors="replace")
     return {
         "workspace_path": path,
@@ -221,7 +226,7 @@ def stored_file(
         "path": file_path,
         "size": size,
         "start_line": first,
-        "end_line": first + len(kept) - 1 if kept else None,
+        "end_line": last_kept,
         "total_lines": None if truncated else number,
         "content": content,
         "truncated": truncated,
