@@ -5,14 +5,16 @@ serves, generates requests from it (coverage, fuzzing and stateful phases,
 deterministic, bounded examples) and checks every answer: no 5xx, and status
 code, content type, headers and body as documented; requests the document
 forbids must be refused with a 4xx. It runs against both storage backends, and
-on the filesystem once more with sessions on (`CTXCE_AUTH_ENABLED=1`), where
-/auth/* answer for real: on the filesystem `upload-url` answers its documented
+on the filesystem once more with sessions on (`CTXCE_AUTH_ENABLED=1`), for the
+endpoints whose answers that changes: /auth/* answer for real, and status answers
+a caller without credentials; on the filesystem `upload-url` answers its documented
 501, the one 5xx allowed there.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import uuid
@@ -42,6 +44,7 @@ CONFIG = "\n".join([
     # or force with blanks around it, force "on"/"off"): JSON types are checked in test_refusals.py
     "checks.negative_data_rejection.enabled = false",
 ])
+SESSIONS_PATHS = r"^/(auth/|api/v1/delta/status$)"
 # the filesystem backend cannot presign: its documented answer is 501 DIRECT_UPLOAD_UNAVAILABLE
 ON_FILESYSTEM = '\nchecks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "501"]'
 
@@ -116,10 +119,18 @@ def test_schemathesis_finds_no_server_error(service: ServiceProcess, tmp_path: P
                service.url + "/openapi.json", "--max-examples", "30", "--generation-deterministic",
                "--continue-on-failure", "--request-timeout", "20", "--suppress-health-check", "all",
                "--warnings", "off"]
+    paths = openapi_document()["paths"]
+    total = sum(len(item) for item in paths.values()) - 1  # not GET /openapi.json
+    tested = total
+    if service.env.get("CTXCE_AUTH_ENABLED") == "1":
+        # with sessions on and no credential, every other endpoint answers only 401 (the
+        # other two runs fuzz them): here the endpoints whose answers sessions change, without
+        # the stateful phase (its links start at an upload, which needs a credential)
+        command += ["--include-path-regex", SESSIONS_PATHS, "--phases", "examples,coverage,fuzzing"]
+        tested = sum(len(item) for path, item in paths.items() if re.match(SESSIONS_PATHS, path))
     run = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
-    tested = sum(len(item) for item in openapi_document()["paths"].values()) - 1  # not GET /openapi.json
-    assert f"{tested} selected / {tested} total" in run.stdout, run.stdout[:2000]
+    assert f"{tested} selected / {total} total" in run.stdout, run.stdout[:2000]
 
 
 def test_undeclared_methods_are_refused_with_allow(service: ServiceProcess) -> None:
