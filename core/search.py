@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import pathspec
@@ -40,7 +41,7 @@ from core.errors import InvalidRequest, NotFound
 from core.indexing.commits import COMMIT_KIND, COMMIT_WORKSPACE
 from core.indexing.engines import IndexEngine, Prefix, ScoredPoint, Where
 from core.indexing.indexer import Indexer
-from core.indexing.search import PER_FILE, hybrid_query, ranked, search_points
+from core.indexing.search import PER_FILE, PREFETCH_FACTOR, hybrid_query, ranked, search_points
 from core.models import invalid_fields
 from core.names import MAX_COLLECTION, stored_collection
 from core.storage import ObjectStore
@@ -133,7 +134,8 @@ class Searcher:
                 raise InvalidRequest("language filters code, not commits")
             where["kind"] = COMMIT_KIND
         else:
-            exclude = {"kind": COMMIT_KIND}
+            if workspace is None:  # a workspace's filter leaves commits out already (COMMIT_WORKSPACE)
+                exclude = {"kind": COMMIT_KIND}
             if request.language:
                 where["metadata.language"] = request.language
         glob = _glob(request.path_glob) if request.path_glob else None
@@ -145,14 +147,12 @@ class Searcher:
         wanted = request.limit
         per_file = 0 if commits else request.per_file  # commits have no file of their own
         hit = _commit_hit if commits else _code_hit
+        query = hybrid_query(indexer.embedder, request.query, where, wanted, exclude, lexical)
         if glob is None:
-            points = search_points(engine, collection, hybrid_query(indexer.embedder, request.query, where,
-                                                                    wanted, exclude, lexical), per_file)
-            return [hit(point) for point in points]
+            return [hit(point) for point in search_points(engine, collection, query, per_file)]
         fetch = min(MAX_CANDIDATES, wanted * GLOB_FACTOR)
-        while True:
-            points = engine.query(collection, hybrid_query(indexer.embedder, request.query, where,
-                                                           fetch, exclude, lexical))
+        while True:  # the same query (embedded once), for more candidates each round
+            points = engine.query(collection, replace(query, limit=fetch, prefetch=fetch * PREFETCH_FACTOR))
             kept = [p for p in points if any(map(glob.match_file, _paths(p)))]
             if len(kept) >= wanted or len(points) < fetch or fetch >= MAX_CANDIDATES:
                 return [hit(point) for point in ranked(kept, wanted, per_file)]

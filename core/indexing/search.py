@@ -90,9 +90,11 @@ def ranked(points: list[ScoredPoint], limit: int, per_file: int = PER_FILE) -> l
 
 def hybrid_search(engine: IndexEngine, embedder: Embedder, collection: str, workspace: str | None,
                   query: str, limit: int, per_file: int = PER_FILE) -> list[Hit]:
-    """Code chunks (never commits) of `workspace`, or of the whole collection."""
+    """Code chunks (never commits) of `workspace` (whose filter leaves commits out), or of
+    the whole collection."""
     request = hybrid_query(embedder, query, {"workspace": workspace} if workspace else None, limit,
-                           exclude={"kind": COMMIT_KIND}, lexical=engine.lexical_version(collection))
+                           exclude=None if workspace else {"kind": COMMIT_KIND},
+                           lexical=engine.lexical_version(collection))
     hits = []
     for point in search_points(engine, collection, request, per_file):
         meta = point.payload.get("metadata", {})
