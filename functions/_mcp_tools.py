@@ -69,10 +69,9 @@ def search_code(
     call read_file with the same workspace_path, the hit's path and its start_line/end_line
     (or a wider range) to read the code itself.
     """
-    fields = {"query": query, "workspace_path": workspace_path, "logical_repo_id": logical_repo_id,
-              "collection_name": collection_name, "limit": limit, "path_prefix": path_prefix,
-              "path_glob": path_glob, "language": language, "kind": "code"}
-    return _answer(lambda: service_context().searcher.search(_tenant(ctx), parse_search(fields)))
+    return _search(ctx, query=query, workspace_path=workspace_path, logical_repo_id=logical_repo_id,
+                   collection_name=collection_name, limit=limit, path_prefix=path_prefix,
+                   path_glob=path_glob, language=language, kind="code")
 
 
 def search_commits(
@@ -89,9 +88,8 @@ def search_commits(
     workspace_key}], ...}, best first. `files` are workspace paths: open one with read_file
     (it shows the file as last uploaded, not as of that commit).
     """
-    fields = {"query": query, "workspace_path": workspace_path, "logical_repo_id": logical_repo_id,
-              "collection_name": collection_name, "limit": limit, "kind": "commits"}
-    return _answer(lambda: service_context().searcher.search(_tenant(ctx), parse_search(fields)))
+    return _search(ctx, query=query, workspace_path=workspace_path, logical_repo_id=logical_repo_id,
+                   collection_name=collection_name, limit=limit, kind="commits")
 
 
 def read_file(
@@ -161,6 +159,11 @@ def _tenant(ctx: Context) -> str:
     if not isinstance(tenant, str):
         raise RuntimeError("an MCP tool ran without an authenticated tenant")
     return tenant
+
+
+def _search(ctx: Context, **fields: Any) -> dict[str, Any]:
+    """The search endpoint's answer to the same parameters (`core.search`)."""
+    return _answer(lambda: service_context().searcher.search(_tenant(ctx), parse_search(fields)))
 
 
 def _answer(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
