@@ -5,6 +5,7 @@
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
+    gc                   HTTP: one retention sweep (scheduled); /api/v1/admin/gc on service
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
 
@@ -37,6 +38,7 @@ from functions.bundles import bundle_state as _bundle_state  # noqa: E402
 from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
 from functions.file import delta_file as _delta_file  # noqa: E402
+from functions.gc import gc as _gc  # noqa: E402
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
 from functions.mcp import mcp as _mcp  # noqa: E402
@@ -67,6 +69,7 @@ ROUTES = {
     "/auth/login": _auth_login,
     "/auth/login/password": _auth_login_password,
     "/auth/users": _auth_users,
+    "/api/v1/admin/gc": _gc,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 
@@ -99,6 +102,7 @@ bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
 mcp = functions_framework.http(_with_probes(_mcp))
+gc = functions_framework.http(_with_probes(_gc))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
