@@ -226,7 +226,8 @@ def _schemas() -> Schema:
                                  result={"type": "object"}, error=_component("JsonRpcError")),
         "JsonRpcError": _object(["code", "message"], code={"type": "integer"}, message=STRING, data={}),
         "GcSummary": _object(["success", "workspaces", "sequences_removed", "objects_removed",
-                              "bytes_removed", "removed", "unfinished_workspaces", "failed_workspaces", "duration_ms"],
+                              "bytes_removed", "removed", "unfinished_workspaces", "failed_workspaces",
+                              "duration_ms"],
                              success={"const": True}, workspaces=COUNT, sequences_removed=COUNT,
                              objects_removed=COUNT, bytes_removed=COUNT,
                              removed={"type": "object", "additionalProperties": _object(
