@@ -1,4 +1,4 @@
-"""POST /api/v1/admin/gc (and the `gc` target): one retention sweep, answered with what it removed.
+"""POST /api/v1/admin/gc (and the `gc_sweep` target): one retention sweep, answered with what it removed.
 
 Run on a schedule (a Knative PingSource, a Cloud Scheduler job: infra/README.md) or by an
 operator. The caller is admitted before the body is read (`core.auth.admin`), and the body,

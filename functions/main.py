@@ -5,7 +5,9 @@
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
-    gc                   HTTP: one retention sweep (scheduled); /api/v1/admin/gc on service
+    gc_sweep             HTTP: one retention sweep (scheduled); /api/v1/admin/gc on service
+                         (not `gc`: functions-framework names its Flask app after the target,
+                         and Flask cannot find a root path for the built-in module of that name)
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
 
@@ -102,7 +104,7 @@ bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
 mcp = functions_framework.http(_with_probes(_mcp))
-gc = functions_framework.http(_with_probes(_gc))
+gc_sweep = functions_framework.http(_with_probes(_gc))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
