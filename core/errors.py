@@ -11,7 +11,7 @@
     │   ├── TooManyRecords          TOO_MANY_RECORDS     413  (an event request over MAX_EVENT_RECORDS)
     │   └── FormFieldTooLarge       FORM_FIELD_TOO_LARGE 413  (a form field or part count over its cap)
     ├── Unauthorized                UNAUTHORIZED         401  (carries WWW-Authenticate)
-    ├── Forbidden                   FORBIDDEN            403
+    ├── Forbidden                   FORBIDDEN            403  (and ADMIN_ONLY: core.auth.admin)
     ├── NotFound                    NOT_FOUND            404
     │   └── AuthDisabled            AUTH_DISABLED        404  (/auth/* with AUTH_MODE=none)
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)

@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from core import metrics
@@ -220,7 +221,7 @@ class Retention:
     # 3 intents, 4 refusals -----------------------------------------------------------
     def _expire_intents(self, ws: str, summary: Summary, now: float) -> None:
         prefix = intents_prefix(ws)
-        for listed, key in enumerate(list(self.store.list(prefix))):
+        for listed, key in enumerate(self._first(prefix)):
             if listed >= self.rules.batch:
                 summary.unfinished += 1
                 return
@@ -243,7 +244,7 @@ class Retention:
 
     def _expire_refusals(self, ws: str, summary: Summary, now: float) -> None:
         cutoff = now - self.rules.refusal_secs
-        for listed, key in enumerate(list(self.store.list(refusals_prefix(ws)))):
+        for listed, key in enumerate(self._first(refusals_prefix(ws))):
             if listed >= self.rules.batch:
                 summary.unfinished += 1
                 return
@@ -259,6 +260,10 @@ class Retention:
             except PreconditionFailed:  # refused again meanwhile: the new record stands
                 continue
             summary.removed("refusal", len(stored.body))
+
+    def _first(self, prefix: str) -> list[str]:
+        """The first RETENTION_BATCH keys under `prefix`, and one more to tell there are more."""
+        return list(islice(self.store.list(prefix), self.rules.batch + 1))
 
     def _remove_sized(self, kind: str, key: str, summary: Summary) -> None:
         info = self.store.head(key)
