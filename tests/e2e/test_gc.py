@@ -71,6 +71,10 @@ def test_a_loopback_sweep_answers_what_it_removed(open_service: ServiceProcess) 
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "SEQUENCE_MISMATCH"
     status = open_service.status(WORKSPACE).json()
     assert status["last_sequence"] == 4 and status["workspace_key"] == workspace_key("", WORKSPACE, None)
+    bridge = requests.get(open_service.url + "/bridge/state", params={"workspace": WORKSPACE}, timeout=10)
+    assert bridge.status_code == 200 and bridge.json()["last_sequence"] == 4
+    files = open_service.manifest(WORKSPACE).json()["files"]
+    assert set(files) == {"a.py"}, "the refused numbered bundle wrote nothing"
     metrics = requests.get(open_service.url + "/metrics", timeout=10).text
     assert 'delta_gc_objects_removed_total{kind="raw_bundle"} 2.0' in metrics
     assert 'delta_gc_bytes_removed_total{kind="journal"}' in metrics

@@ -121,6 +121,15 @@ def test_the_age_window_keeps_what_is_younger(fs_store: ObjectStore) -> None:
         "no window set: nothing committed goes"
 
 
+def test_a_sweep_removes_at_most_a_batch_per_workspace(fs_store: ObjectStore) -> None:
+    config = settings(retention_keep_sequences=1, retention_batch=2)
+    for version in range(6):
+        upload(config, fs_store, one_file(version).build())
+    runs = [Retention(config, fs_store).sweep() for _ in range(4)]
+    assert [(r.sequences_removed, r.unfinished) for r in runs] == [(2, 1), (2, 1), (1, 0), (0, 0)]
+    assert keys(fs_store, f"workspaces/{WS}/journal/") == {journal_key(WS, 6)}
+
+
 class FailingDelete:
     """A real store whose delete of keys holding `marker` fails once, as a crash there would."""
 
