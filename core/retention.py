@@ -41,7 +41,7 @@ from typing import Any
 
 from core import metrics
 from core.config import Settings
-from core.errors import Unavailable
+from core.errors import Unavailable, WorkspaceBusy
 from core.keys import (
     WORKSPACE_KEY,
     WORKSPACES_PREFIX,
@@ -125,7 +125,8 @@ class Retention:
 
     def sweep(self, now: float | None = None) -> Summary:
         """Every workspace once. Storage that does not answer ends the sweep (503: the
-        scheduler tries again); any other failure is logged and ends only its workspace's."""
+        scheduler tries again); a busy lock or any other failure ends only its workspace's
+        (counted, and logged)."""
         summary = Summary()
         with _one_sweep:
             for ws in sorted(self.store.list_folder(WORKSPACES_PREFIX).folders):
@@ -134,6 +135,8 @@ class Retention:
                 summary.workspaces += 1
                 try:
                     self.sweep_workspace(ws, summary, time.time() if now is None else now)
+                except WorkspaceBusy:  # a record's lock stayed held (filesystem): next run
+                    summary.unfinished += 1
                 except Unavailable:
                     raise
                 except Exception:
