@@ -156,7 +156,8 @@ def test_auth_off_posts_need_the_forms_token(auth_off: ServiceProcess) -> None:
                           ({"csrf_token": token}, {"Sec-Fetch-Site": "cross-site"})):
         refused = client.post(action, data={**fields, **sent}, headers=headers, timeout=30)
         assert refused.status_code == 403 and error_code(refused.text) == "CSRF_FAILED", (sent, headers)
-    stranger = requests.post(action, data={**fields, "csrf_token": token}, timeout=30)  # no cookie: no binding
+    # no cookie: the token is bound to no browser
+    stranger = requests.post(action, data={**fields, "csrf_token": token}, timeout=30)
     assert stranger.status_code == 403 and error_code(stranger.text) == "CSRF_FAILED"
     confirm = client.post(action, data={**fields, "csrf_token": token},
                           headers={"Origin": auth_off.url}, timeout=30)
@@ -178,7 +179,8 @@ def test_auth_on_signs_in_with_a_session_cookie(auth_on: ServiceProcess) -> None
     client = requests.Session()
     form = client.get(auth_on.url + "/admin/login", timeout=30)
     wrong = client.post(auth_on.url + "/admin/login", timeout=30,
-                        data={"username": "root", "password": "wrong password", "csrf_token": token_of(form.text)})
+                        data={"username": "root", "password": "wrong password",
+                              "csrf_token": token_of(form.text)})
     assert wrong.status_code == 401 and "Invalid user name or password" in wrong.text
     no_token = client.post(auth_on.url + "/admin/login", data={"username": "root", "password": PASSWORD},
                            timeout=30)
@@ -211,7 +213,8 @@ def test_a_user_sees_and_changes_only_their_tenant(auth_on: ServiceProcess) -> N
     other = client.get(auth_on.url + "/admin", params={"tenant": "0" * 16}, timeout=30)
     assert "/work/alpha" not in other.text and "/work/beta-repo" in other.text  # the filter is the user's own
     refused = client.post(auth_on.url + "/admin/actions/delete-collection", timeout=30,
-                          data={"tenant": "default", "collection_name": "x", "csrf_token": token_of(page.text)})
+                          data={"tenant": "default", "collection_name": "x",
+                                "csrf_token": token_of(page.text)})
     assert refused.status_code == 403 and error_code(refused.text) == "FORBIDDEN"
 
 
@@ -220,8 +223,8 @@ def test_api_keys_and_the_admin_token_reach_the_guard_cookies_only_sessions(auth
     assert 'id="role">user<' in keyed.text and "/work/alpha" not in keyed.text
     admin = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=30)
     assert 'id="role">admin<' in admin.text and "/work/alpha" in admin.text
-    wrong = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": "not-it" * 4}, allow_redirects=False,
-                         timeout=30)
+    wrong = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": "not-it" * 4},
+                         allow_redirects=False, timeout=30)
     assert wrong.status_code == 303  # refused: back to the sign-in page
     cookie = requests.get(auth_on.url + "/admin", cookies={"ctxce_admin_session": BETA_KEY},
                           allow_redirects=False, timeout=30)
@@ -290,11 +293,12 @@ def test_browser_user_sees_their_tenant_only(tab: Any, auth_on: ServiceProcess) 
 
 def test_browser_form_without_or_with_a_wrong_token_is_refused(tab: Any, auth_on: ServiceProcess) -> None:
     browser_sign_in(tab, auth_on, "bob")
-    tab.evaluate("document.querySelector('form[action=\"/admin/logout\"] input[name=csrf_token]').value = 'x'")
+    token = "document.querySelector('form[action=\"/admin/logout\"] input[name=csrf_token]')"
+    tab.evaluate(f"{token}.value = 'x'")
     tab.click("#sign-out")
     assert tab.inner_text("#error-code") == "CSRF_FAILED"
     tab.goto(auth_on.url + "/admin")
-    tab.evaluate("document.querySelector('form[action=\"/admin/logout\"] input[name=csrf_token]').remove()")
+    tab.evaluate(f"{token}.remove()")
     tab.click("#sign-out")
     assert tab.inner_text("#error-code") == "CSRF_FAILED"
     tab.goto(auth_on.url + "/admin")
@@ -304,7 +308,8 @@ def test_browser_form_without_or_with_a_wrong_token_is_refused(tab: Any, auth_on
 
 def test_browser_auth_off_loopback_only(tab: Any, auth_off: ServiceProcess, exposed: ServiceProcess) -> None:
     tab.goto(auth_off.url + "/admin")
-    assert tab.inner_text("#role") == "admin" and tab.locator("tr[data-workspace='/work/myrepo']").count() == 1
+    assert tab.inner_text("#role") == "admin"
+    assert tab.locator("tr[data-workspace='/work/myrepo']").count() == 1
     answer = tab.goto(exposed.url + "/admin")
     assert answer is not None and answer.status == 403
     assert tab.inner_text("#error-code") == "ADMIN_LOOPBACK_ONLY"
@@ -330,7 +335,7 @@ def test_browser_buttons_reindex_abort_and_delete(tab: Any, tmp_path: Path) -> N
         tab.click("#confirm")
         assert "Done: delete workspace" in tab.inner_text(".notice")
         assert tab.locator("tr[data-workspace='/work/buttons']").count() == 0
-        tab.locator(f"#collections tr[data-collection='{name}'] button[data-action=delete-collection]").click()
+        row.locator("button[data-action=delete-collection]").click()
         tab.click("#confirm")
         assert "Done: delete collection" in tab.inner_text(".notice")
         assert tab.locator(f"#collections tr[data-collection='{name}']").count() == 0
