@@ -12,6 +12,7 @@ from functools import cached_property
 
 from core.auth import Authenticator, AuthService, build_auth_service
 from core.config import Settings, load_settings
+from core.csrf import load_secret
 from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
 from core.logs import configure_logging
@@ -70,6 +71,11 @@ class ServiceContext:
     @cached_property
     def direct(self) -> DirectUploads:
         return DirectUploads(self.settings, self.store, self.pipeline)
+
+    @cached_property
+    def csrf_secret(self) -> bytes:
+        """The admin console's CSRF secret: write-once in the store, so read once (core.csrf)."""
+        return load_secret(self.store)
 
     @cached_property
     def qdrant(self) -> QdrantHandle:

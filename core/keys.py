@@ -18,6 +18,7 @@
     <prefix>/auth/users/<name>.json               one user: tenant, admin, argon2 hash (write-once per name)
     <prefix>/auth/sessions/<sha256 hex>.json      one session, by the digest of its id (CAS)
     <prefix>/auth/login-failures/<kind>-<hex>.json failed logins of a user name or address (CAS)
+    <prefix>/admin/csrf-secret.json               write-once: the admin console's CSRF secret
 
 The `<prefix>` belongs to the storage backend; keys here are relative to it.
 """
@@ -182,6 +183,11 @@ def first_user_key() -> str:
 def user_key(username: str) -> str:
     """Names are checked (core.auth.records.USERNAME) and compared case-insensitively."""
     return f"auth/users/{username.casefold()}.json"
+
+
+def csrf_secret_key() -> str:
+    """The admin console's CSRF secret, one per deployment (core.csrf)."""
+    return "admin/csrf-secret.json"
 
 
 def session_key(digest_hex: str) -> str:

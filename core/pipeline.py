@@ -200,7 +200,8 @@ class Pipeline:
         conditional write per upload, refused once it exists)."""
         key = tenant_workspace_key(request.tenant, ws)
         body = json.dumps({"format": 1, "workspace_path": request.workspace_path,
-                           "logical_repo_id": request.logical_repo_id, "workspace_key": ws}).encode()
+                           "logical_repo_id": request.logical_repo_id, "workspace_key": ws,
+                           "tenant": request.tenant}).encode()  # tenant: for the admin console
         with contextlib.suppress(PreconditionFailed):
             self.store.put_if_absent(key, body)
 

@@ -4,6 +4,7 @@
     search, file         HTTP: /api/v1/search, /api/v1/delta/file
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
+    admin                HTTP: the admin console, /admin and its sub-paths
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
@@ -27,6 +28,7 @@ import functions_framework  # noqa: E402
 from core.context import service_context  # noqa: E402
 from core.errors import NotFound  # noqa: E402
 from functions._http import handled  # noqa: E402
+from functions.admin import admin as _admin  # noqa: E402
 from functions.auth import auth as _auth  # noqa: E402
 from functions.auth import auth_login as _auth_login  # noqa: E402
 from functions.auth import auth_login_password as _auth_login_password  # noqa: E402
@@ -69,6 +71,7 @@ ROUTES = {
     "/auth/users": _auth_users,
 }
 BUNDLES = "/api/v1/delta/bundles/"
+ADMIN = "/admin"
 
 
 
@@ -99,6 +102,7 @@ bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
 mcp = functions_framework.http(_with_probes(_mcp))
+admin = functions_framework.http(_with_probes(_admin))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
@@ -112,4 +116,6 @@ def service(request: flask.Request) -> flask.Response:
     """Router target: every function on one port, by path (each handles its own errors)."""
     path = request.path.rstrip("/") or "/"
     handler = ROUTES.get(path) or (_bundle_state if path.startswith(BUNDLES) else _not_found)
+    if path == ADMIN or path.startswith(ADMIN + "/"):
+        handler = _admin
     return handler(request)
