@@ -192,7 +192,7 @@ class Reindexing:
     def _indexer(self) -> Indexer:
         if self.indexer is None:
             raise NotFound("indexing is off on this deployment (INDEXING_ENABLED=false): there is "
-                           "nothing to reindex", code="SEARCH_UNAVAILABLE")
+                           "nothing to reindex", code="REINDEX_UNAVAILABLE")
         return self.indexer
 
     # reads ------------------------------------------------------------------

@@ -21,6 +21,7 @@ from core.admin import AdminScope
 from core.context import service_context
 from core.errors import Forbidden, InvalidRequest
 from core.models import invalid_fields, parse_json
+from core.names import TENANT_RULE, is_tenant
 from functions._admin import admin_scope
 from functions._http import READ_ONLY, handled, json_response, require_method, small_body
 
@@ -53,6 +54,10 @@ def _tenant(scope: AdminScope, asked: str | None) -> str:
     """The tenant a request acts on: the caller's own, or, for an admin, the one named."""
     if asked is None or asked == scope.tenant:
         return scope.tenant
+    if not service_context().settings.auth_enabled:
+        raise InvalidRequest("with authentication off (AUTH_MODE=none) there is one tenant: leave out tenant")
+    if not is_tenant(asked):
+        raise InvalidRequest(f"tenant must be {TENANT_RULE}")
     if not scope.may_act_on(asked):
         raise Forbidden("only an admin may act on another tenant's collections", code="ADMIN_ONLY")
     return asked
