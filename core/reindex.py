@@ -34,6 +34,7 @@ job aborted and drops the new collection; the serving one is never touched.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import tempfile
 import threading
@@ -62,13 +63,12 @@ from core.names import check_collection_name, split_collection, stored_collectio
 from core.sequences import GRACE_FRACTION, HeadRecord, Sequences, lease_clock, utc_now
 from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
 from core.storage.base import sha1_of_file
-from core.workspace import ApplyPlan, Write
+from core.workspace import ApplyPlan, Write, parallel_map
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-BATCH_FILES = 64  # files read and indexed between two looks at the head
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_FILES = 256  # files read and indexed between two looks at the head (at most)
 COMMITS_PER_BATCH = 256
 WAIT_POLL_SECS = 0.2
 RETRIES = 30  # of a background run whose dependency (storage, Qdrant) is unavailable
@@ -577,17 +577,8 @@ class Reindexing:
             time.sleep(WAIT_POLL_SECS)
 
     def _next_keys(self, ws: str, cursor: str, most: int) -> list[str]:
-        keys: list[str] = []
-        size = 0
-        for key in self.store.list(tree_prefix(ws), start_after=cursor):
-            info = self.store.head(key)
-            if info is None:
-                continue
-            keys.append(key)
-            size += info.size
-            if len(keys) >= most or size >= BATCH_BYTES:
-                break
-        return keys
+        """The next `most` tree keys after the cursor, in byte order."""
+        return list(itertools.islice(self.store.list(tree_prefix(ws), start_after=cursor), most))
 
     def _target(self, hold: _Run, ws: str, head: HeadRecord) -> IndexTarget:
         return IndexTarget(collection=hold.job.target, workspace=ws,
@@ -598,19 +589,21 @@ class Reindexing:
     def _index_batch(self, hold: _Run, indexer: Indexer, ws: str, head: HeadRecord, keys: list[str]) -> int:
         """Index these tree files into the target, each replacing what it held there."""
         with tempfile.TemporaryDirectory(prefix="reindex-", dir=self.store.scratch_dir) as scratch:
-            staged: dict[str, StagedFile] = {}
-            writes = []
-            for number, key in enumerate(keys):
+
+            def fetch(numbered: tuple[int, str]) -> Write | None:
+                number, key = numbered
                 local = Path(scratch) / str(number)
                 try:
                     self.store.download(key, local)
                 except ObjectNotFound:
-                    continue  # deleted since the listing: the head check sees that upload
+                    return None  # deleted since the listing: the head check sees that upload
                 sha1 = sha1_of_file(local)
-                member = str(number)
-                staged[member] = StagedFile(local, sha1, local.stat().st_size)
-                writes.append(Write(path=key.removeprefix(tree_prefix(ws)), member=member, sha1=sha1,
-                                    replaces=True))
+                staged[str(number)] = StagedFile(local, sha1, local.stat().st_size)
+                return Write(path=key.removeprefix(tree_prefix(ws)), member=str(number), sha1=sha1,
+                             replaces=True)
+
+            staged: dict[str, StagedFile] = {}
+            writes = [w for w in parallel_map(self.store, fetch, enumerate(keys)) if w is not None]
             plan = ApplyPlan(bundle_id=f"reindex-{hold.job.job_id}", writes=writes)
             stats = indexer.index(self._target(hold, ws, head), plan, cast(Any, _Staged(staged)),
                                   before=lambda paths: {}, fence=lambda engine: self._leased(engine, hold),
