@@ -23,7 +23,7 @@ from core.errors import DeltaError, Forbidden, InvalidRequest, NotFound, Unautho
 from core.names import is_tenant
 from functions._admin import admin_scope, check_csrf, check_same_origin, session_id
 from functions._console import error_page, page, redirect, sign_in, sign_out, stylesheet
-from functions._http import READ_ONLY, SMALL_BODY, handled, require_method
+from functions._http import READ_ONLY, SMALL_BODY, handled, open_endpoint, require_method
 
 ACTIONS = ("reindex", "abort", "delete-workspace", "delete-collection")
 
@@ -70,7 +70,7 @@ def _dashboard(request: flask.Request) -> flask.Response:
     return page(request, "dashboard.html", scope=scope, tenants=tenants, tenants_cut=cut, digest=digest,
                 workspaces=workspaces, reindexing=reindexing is not None, deletion=deletion is not None,
                 collections=reindexing.collections(of) if shown else [],
-                jobs=reindexing.jobs(of) if shown else [], done=request.args.get("done", ""),
+                jobs=reindexing.jobs(of) if shown else [], done=_done(request.args.get("done", "")),
                 signed_in=session_id(request) is not None)
 
 
@@ -106,6 +106,7 @@ def _action(request: flask.Request, name: str) -> flask.Response:
 
 
 def _login(request: flask.Request) -> flask.Response:
+    open_endpoint(request)  # anyone may ask for the sign-in page: charged to the address
     context = service_context()
     if context.auth.sessions is None:  # auth off: loopback only, nobody signs in
         return redirect("/admin")
@@ -143,6 +144,11 @@ def _logout(request: flask.Request) -> flask.Response:
 def _feature(context: ServiceContext, name: str) -> Any:
     """`context.reindexing` / `context.deletion`, or None in a build without them."""
     return getattr(context, name, None)
+
+
+def _done(action: str) -> str:
+    """The action just done, for the notice: one of ours, never text from the URL."""
+    return action if action in ACTIONS else ""
 
 
 def _is_digest(value: str) -> bool:

@@ -12,6 +12,7 @@ build has `context.reindexing` and `context.deletion`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -35,7 +36,9 @@ ADMIN_TOKEN = "admin-token-for-console-tests-0123"
 BETA_KEY = "beta-api-key-for-console-tests"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
 PORTS = {"on": 18410, "off": 18411, "exposed": 18412, "buttons": 18413}  # this suite's range: 18400-18499
-HAS_ACTIONS = hasattr(ServiceContext, "reindexing") and hasattr(ServiceContext, "deletion")
+CONTEXT_FIELDS = {f.name for f in dataclasses.fields(ServiceContext)}
+HAS_ACTIONS = all(hasattr(ServiceContext, name) or name in CONTEXT_FIELDS
+                  for name in ("reindexing", "deletion"))
 
 
 def start(root: Path, port: int, host: str = "127.0.0.1", **env: str) -> ServiceProcess:
@@ -141,6 +144,8 @@ def test_auth_off_loopback_is_admin_of_the_one_tenant(auth_off: ServiceProcess) 
     assert "Secure" not in cookie  # plain http; over https it would be
     assert 'id="role">admin<' in page.text and "/work/myrepo" in page.text
     assert "#2" in page.text and "#1" in page.text  # the journal, newest first
+    spoofed = requests.get(auth_off.url + "/admin", params={"done": "<b>call us</b>"}, timeout=30)
+    assert "call us" not in spoofed.text  # the notice names our actions only
     assert "not available in this build" in page.text or HAS_ACTIONS
     login = requests.get(auth_off.url + "/admin/login", allow_redirects=False, timeout=30)
     assert login.status_code == 303 and login.headers["Location"] == "/admin"  # nobody signs in
