@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from core import console
 from core.auth import hash_key
 from core.context import ServiceContext
 from tests.support import browser as chromium
@@ -142,6 +143,8 @@ def test_auth_off_loopback_is_admin_of_the_one_tenant(auth_off: ServiceProcess) 
     cookie = page.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
     assert "Secure" not in cookie  # plain http; over https it would be
+    proxied = requests.get(auth_off.url + "/admin", headers={"X-Forwarded-Proto": "https"}, timeout=30)
+    assert "; Secure" in proxied.headers["Set-Cookie"]  # https at a proxy in front
     assert 'id="role">admin<' in page.text and "/work/myrepo" in page.text
     assert "#2" in page.text and "#1" in page.text  # the journal, newest first
     spoofed = requests.get(auth_off.url + "/admin", params={"done": "<b>call us</b>"}, timeout=30)
@@ -228,6 +231,9 @@ def test_api_keys_and_the_admin_token_reach_the_guard_cookies_only_sessions(auth
     assert 'id="role">user<' in keyed.text and "/work/alpha" not in keyed.text
     admin = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=30)
     assert 'id="role">admin<' in admin.text and "/work/alpha" in admin.text
+    beta_only = requests.get(auth_on.url + "/admin", params={"tenant": console.tenant_digest("beta")},
+                             headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=30)
+    assert "/work/beta-repo" in beta_only.text and "/work/alpha" not in beta_only.text  # an admin's filter
     wrong = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": "not-it" * 4},
                          allow_redirects=False, timeout=30)
     assert wrong.status_code == 303  # refused: back to the sign-in page
