@@ -19,6 +19,7 @@ from core.logs import configure_logging
 from core.pipeline import Pipeline
 from core.qdrant import QdrantHandle
 from core.ratelimit import RateLimiter
+from core.reindex import Reindexing
 from core.search import Searcher
 from core.storage import ObjectStore, open_store
 
@@ -36,8 +37,12 @@ class ServiceContext:
         return Indexer(self.settings, self.qdrant) if self.settings.indexing_enabled else None
 
     @cached_property
+    def reindexing(self) -> Reindexing:
+        return Reindexing(self.settings, self.store, self.indexer)
+
+    @cached_property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.settings, self.store, self.indexer)
+        return Pipeline(self.settings, self.store, self.indexer, rebuilds=self.reindexing.building_target)
 
     @cached_property
     def searcher(self) -> Searcher:

@@ -193,6 +193,13 @@ class SequenceMismatch(DeltaError):
         }
 
 
+class Conflict(DeltaError):
+    """The request cannot be done in the state the thing it names is in."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
 class BundleIdConflict(DeltaError):
     code = "BUNDLE_ID_CONFLICT"
     http_status = 409

@@ -13,6 +13,7 @@
     <prefix>/workspaces/<ws>/commits/<commit>.json one git commit a client sent, write-once
     <prefix>/aliases/<path-key>.json              workspace path -> workspace key
     <prefix>/tenants/<tenant-key>/workspaces/<ws>.json a tenant's workspace: path and repo id
+    <prefix>/reindex/<collection-key>.json        a served collection's rebuild: state and cursor (CAS)
     <prefix>/auth/first-user.json                 write-once: who the first (admin) user is
     <prefix>/auth/users/<name>.json               one user: tenant, admin, argon2 hash (write-once per name)
     <prefix>/auth/sessions/<sha256 hex>.json      one session, by the digest of its id (CAS)
@@ -152,6 +153,19 @@ def stash_prefix(ws: str, bundle_id: str) -> str:
 def commit_key(ws: str, commit_id: str) -> str:
     """A commit by its id (`core.models.GitCommit`: hex digits only)."""
     return f"workspaces/{ws}/commits/{commit_id}.json"
+
+
+def commits_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/commits/"
+
+
+def reindex_prefix() -> str:
+    return "reindex/"
+
+
+def reindex_job_key(stored_collection: str) -> str:
+    """The rebuild job of a served collection name (tenant included, `core.names`)."""
+    return f"{reindex_prefix()}{_digest('reindex', stored_collection)}.json"
 
 
 def tree_prefix(ws: str) -> str:
