@@ -66,12 +66,16 @@ def _dashboard(request: flask.Request) -> flask.Response:
     named = {row.digest: row.tenant for row in tenants}
     of = scope.tenant if not scope.all_tenants else (named.get(digest) if digest else None)
     reindexing, deletion = _feature(context, "reindexing"), _feature(context, "deletion")
-    shown = reindexing is not None and (digest is None or of is not None)
+    collections, jobs, index_note = [], [], None
+    if reindexing is not None and (digest is None or of is not None):
+        try:
+            collections, jobs = reindexing.collections(of), reindexing.jobs(of)
+        except DeltaError as exc:  # indexing off, Qdrant down: the rest of the page still answers
+            index_note = exc.message
     return page(request, "dashboard.html", scope=scope, tenants=tenants, tenants_cut=cut, digest=digest,
                 workspaces=workspaces, reindexing=reindexing is not None, deletion=deletion is not None,
-                collections=reindexing.collections(of) if shown else [],
-                jobs=reindexing.jobs(of) if shown else [], done=_done(request.args.get("done", "")),
-                signed_in=session_id(request) is not None)
+                collections=collections, jobs=jobs, index_note=index_note,
+                done=_done(request.args.get("done", "")), signed_in=session_id(request) is not None)
 
 
 def _action(request: flask.Request, name: str) -> flask.Response:
