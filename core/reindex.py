@@ -436,6 +436,7 @@ class Reindexing:
     def run(self, stored: str, deadline: float | None = None) -> ReindexJob:
         """Take the job's lease and work until it is done, it waits for an upload, the
         deadline (monotonic) passes, or another instance owns it (JobLost)."""
+        _ = self._indexer().embedder  # loaded before the lease is taken: it may take seconds
         hold = self._take(stored)
         if hold is None:
             job, _ = self.read(stored)
@@ -654,8 +655,16 @@ class Reindexing:
         return written
 
     def _leased(self, engine: IndexEngine, hold: _Run) -> IndexEngine:
+        """`engine`, writing only inside the job's lease, which it renews once a third of
+        it has passed (a long batch or history keeps its hold)."""
         bound = self.settings.qdrant_request_bound
-        return cast(IndexEngine, _LeasedEngine(engine, lambda: lease_clock() + bound < hold.expires))
+
+        def alive() -> bool:
+            if lease_clock() > hold.expires - self.lease_secs * 2 / 3:
+                self._save(hold)
+            return lease_clock() + bound < hold.expires
+
+        return cast(IndexEngine, _LeasedEngine(engine, alive))
 
     # switching --------------------------------------------------------------
     def _switch(self, hold: _Run) -> None:

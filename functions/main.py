@@ -4,7 +4,8 @@
     search, file         HTTP: /api/v1/search, /api/v1/delta/file
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
-    admin                HTTP: the admin console, /admin and its sub-paths
+    admin                HTTP: the admin console, /admin and its sub-paths, and the admin
+                         API /api/v1/admin/reindex[/abort]
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
@@ -29,6 +30,7 @@ from core.context import service_context  # noqa: E402
 from core.errors import NotFound  # noqa: E402
 from functions._http import handled  # noqa: E402
 from functions.admin import admin as _admin  # noqa: E402
+from functions.admin_api import reindex as _reindex  # noqa: E402
 from functions.auth import auth as _auth  # noqa: E402
 from functions.auth import auth_login as _auth_login  # noqa: E402
 from functions.auth import auth_login_password as _auth_login_password  # noqa: E402
@@ -69,6 +71,8 @@ ROUTES = {
     "/auth/login": _auth_login,
     "/auth/login/password": _auth_login_password,
     "/auth/users": _auth_users,
+    "/api/v1/admin/reindex": _reindex,
+    "/api/v1/admin/reindex/abort": _reindex,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 ADMIN = "/admin"
@@ -102,7 +106,15 @@ bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
 mcp = functions_framework.http(_with_probes(_mcp))
-admin = functions_framework.http(_with_probes(_admin))
+
+
+def _admin_surface(request: flask.Request) -> flask.Response:
+    """The admin target: the console, and the admin API it acts through."""
+    path = request.path.rstrip("/")
+    return _reindex(request) if path.startswith("/api/v1/admin/reindex") else _admin(request)
+
+
+admin = functions_framework.http(_with_probes(_admin_surface))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 
