@@ -31,7 +31,12 @@ ACTIONS = ("reindex", "abort", "delete-workspace", "delete-collection")
 @handled
 def admin(request: flask.Request) -> flask.Response:
     """The `admin` target and the service's /admin paths; errors answer as pages."""
-    sub = request.path.rstrip("/")[len("/admin"):] or "/"
+    path = request.path.rstrip("/") or "/"
+    if path == "/":  # the admin target's root
+        return redirect("/admin")
+    sub = path[len("/admin"):] or "/"
+    if path != "/admin" and not path.startswith("/admin/"):
+        sub = "/unknown"
     if sub == "/console.css":
         return stylesheet()
     try:

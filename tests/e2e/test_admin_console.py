@@ -36,7 +36,8 @@ PASSWORD = "correct horse battery"
 ADMIN_TOKEN = "admin-token-for-console-tests-0123"
 BETA_KEY = "beta-api-key-for-console-tests"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
-PORTS = {"on": 18410, "off": 18411, "exposed": 18412, "buttons": 18413}  # this suite's range: 18400-18499
+# this suite's ports, in its range 18400-18499
+PORTS = {"on": 18410, "off": 18411, "exposed": 18412, "buttons": 18413, "target": 18414}
 CONTEXT_FIELDS = {f.name for f in dataclasses.fields(ServiceContext)}
 HAS_REINDEXING, HAS_DELETION = (hasattr(ServiceContext, name) or name in CONTEXT_FIELDS
                                 for name in ("reindexing", "deletion"))
@@ -152,6 +153,8 @@ def test_auth_off_loopback_is_admin_of_the_one_tenant(auth_off: ServiceProcess) 
     assert ('id="reindex-unavailable"' in page.text) is not HAS_REINDEXING
     if HAS_REINDEXING:  # indexing is off here: the section says so, the rest of the page answers
         assert 'id="index-note"' in page.text and "INDEXING_ENABLED=false" in page.text
+    unknown = requests.get(auth_off.url + "/admin/nothing-here", timeout=30)
+    assert unknown.status_code == 404 and error_code(unknown.text) == "NOT_FOUND"
     login = requests.get(auth_off.url + "/admin/login", allow_redirects=False, timeout=30)
     assert login.status_code == 303 and login.headers["Location"] == "/admin"  # nobody signs in
 
@@ -181,6 +184,20 @@ def test_auth_off_refuses_a_peer_that_is_not_loopback(exposed: ServiceProcess) -
     forwarded = requests.get(exposed.url + "/admin", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=30)
     assert forwarded.status_code == 403  # a header never makes a peer loopback
     assert requests.get(exposed.url + "/health", timeout=30).status_code == 200  # the rest answers
+
+
+def test_the_admin_target_serves_the_console_alone(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    service = ServiceProcess({"WORK_DIR": str(tmp_path / "storage"), "INDEXING_ENABLED": "false"},
+                             tmp_path / "service.log", target="admin", port=PORTS["target"]).start()
+    try:
+        root = requests.get(service.url + "/", allow_redirects=False, timeout=30)
+        assert root.status_code == 303 and root.headers["Location"] == "/admin"
+        assert requests.get(service.url + "/admin", timeout=30).status_code == 200
+        assert requests.get(service.url + "/health", timeout=30).status_code == 200
+        assert requests.get(service.url + "/api/v1/delta/status", timeout=30).status_code == 404
+    finally:
+        assert service.stop() == 0
 
 
 def test_auth_on_signs_in_with_a_session_cookie(auth_on: ServiceProcess) -> None:
