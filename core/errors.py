@@ -12,6 +12,8 @@
     │   └── FormFieldTooLarge       FORM_FIELD_TOO_LARGE 413  (a form field or part count over its cap)
     ├── Unauthorized                UNAUTHORIZED         401  (carries WWW-Authenticate)
     ├── Forbidden                   FORBIDDEN            403
+    │   ├── AdminLoopbackOnly       ADMIN_LOOPBACK_ONLY  403  (core.admin: auth off, a remote peer)
+    │   └── CsrfFailed              CSRF_FAILED          403  (core.admin: no form token, another origin)
     ├── NotFound                    NOT_FOUND            404
     │   └── AuthDisabled            AUTH_DISABLED        404  (/auth/* with AUTH_MODE=none)
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)

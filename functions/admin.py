@@ -23,7 +23,7 @@ from core.errors import DeltaError, Forbidden, InvalidRequest, NotFound, Unautho
 from core.names import is_tenant
 from functions._admin import admin_scope, check_csrf, check_same_origin, session_id
 from functions._console import error_page, page, redirect, sign_in, sign_out, stylesheet
-from functions._http import READ_ONLY, SMALL_BODY, handled, require_method
+from functions._http import READ_ONLY, SMALL_BODY, handled, open_endpoint, require_method
 
 ACTIONS = ("reindex", "abort", "delete-workspace", "delete-collection")
 
@@ -31,7 +31,12 @@ ACTIONS = ("reindex", "abort", "delete-workspace", "delete-collection")
 @handled
 def admin(request: flask.Request) -> flask.Response:
     """The `admin` target and the service's /admin paths; errors answer as pages."""
-    sub = request.path.rstrip("/")[len("/admin"):] or "/"
+    path = request.path.rstrip("/") or "/"
+    if path == "/":  # the admin target's root
+        return redirect("/admin")
+    sub = path[len("/admin"):] or "/"
+    if path != "/admin" and not path.startswith("/admin/"):
+        sub = "/unknown"
     if sub == "/console.css":
         return stylesheet()
     try:
@@ -66,12 +71,16 @@ def _dashboard(request: flask.Request) -> flask.Response:
     named = {row.digest: row.tenant for row in tenants}
     of = scope.tenant if not scope.all_tenants else (named.get(digest) if digest else None)
     reindexing, deletion = _feature(context, "reindexing"), _feature(context, "deletion")
-    shown = reindexing is not None and (digest is None or of is not None)
+    collections, jobs, index_note = [], [], None
+    if reindexing is not None and (digest is None or of is not None):
+        try:
+            collections, jobs = reindexing.collections(of), reindexing.jobs(of)
+        except DeltaError as exc:  # indexing off, Qdrant down: the rest of the page still answers
+            index_note = exc.message
     return page(request, "dashboard.html", scope=scope, tenants=tenants, tenants_cut=cut, digest=digest,
                 workspaces=workspaces, reindexing=reindexing is not None, deletion=deletion is not None,
-                collections=reindexing.collections(of) if shown else [],
-                jobs=reindexing.jobs(of) if shown else [], done=request.args.get("done", ""),
-                signed_in=session_id(request) is not None)
+                collections=collections, jobs=jobs, index_note=index_note,
+                done=_done(request.args.get("done", "")), signed_in=session_id(request) is not None)
 
 
 def _action(request: flask.Request, name: str) -> flask.Response:
@@ -106,6 +115,7 @@ def _action(request: flask.Request, name: str) -> flask.Response:
 
 
 def _login(request: flask.Request) -> flask.Response:
+    open_endpoint(request)  # anyone may ask for the sign-in page: charged to the address
     context = service_context()
     if context.auth.sessions is None:  # auth off: loopback only, nobody signs in
         return redirect("/admin")
@@ -143,6 +153,11 @@ def _logout(request: flask.Request) -> flask.Response:
 def _feature(context: ServiceContext, name: str) -> Any:
     """`context.reindexing` / `context.deletion`, or None in a build without them."""
     return getattr(context, name, None)
+
+
+def _done(action: str) -> str:
+    """The action just done, for the notice: one of ours, never text from the URL."""
+    return action if action in ACTIONS else ""
 
 
 def _is_digest(value: str) -> bool:

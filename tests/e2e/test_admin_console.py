@@ -6,12 +6,13 @@ on this machine's own non-loopback address (what a remote client reaches). The H
 tests check the guard and the CSRF rules with `requests`; the browser tests drive
 Debian's Chromium through Playwright (`tests.support.browser`: installed with apt by
 the set-up, never `playwright install`), save screenshots to tests/output/screenshots/
-and check the phone layout. Tests of the reindex and delete buttons run once the
-build has `context.reindexing` and `context.deletion`.
+and check the phone layout. Tests of the reindex and delete buttons run when the
+build has `context.reindexing` / `context.deletion`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from core import console
 from core.auth import hash_key
 from core.context import ServiceContext
 from tests.support import browser as chromium
@@ -34,8 +36,11 @@ PASSWORD = "correct horse battery"
 ADMIN_TOKEN = "admin-token-for-console-tests-0123"
 BETA_KEY = "beta-api-key-for-console-tests"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "output" / "screenshots"
-PORTS = {"on": 18410, "off": 18411, "exposed": 18412, "buttons": 18413}  # this suite's range: 18400-18499
-HAS_ACTIONS = hasattr(ServiceContext, "reindexing") and hasattr(ServiceContext, "deletion")
+# this suite's ports, in its range 18400-18499
+PORTS = {"on": 18410, "off": 18411, "exposed": 18412, "buttons": 18413, "target": 18414}
+CONTEXT_FIELDS = {f.name for f in dataclasses.fields(ServiceContext)}
+HAS_REINDEXING, HAS_DELETION = (hasattr(ServiceContext, name) or name in CONTEXT_FIELDS
+                                for name in ("reindexing", "deletion"))
 
 
 def start(root: Path, port: int, host: str = "127.0.0.1", **env: str) -> ServiceProcess:
@@ -139,9 +144,17 @@ def test_auth_off_loopback_is_admin_of_the_one_tenant(auth_off: ServiceProcess) 
     cookie = page.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
     assert "Secure" not in cookie  # plain http; over https it would be
+    proxied = requests.get(auth_off.url + "/admin", headers={"X-Forwarded-Proto": "https"}, timeout=30)
+    assert "; Secure" in proxied.headers["Set-Cookie"]  # https at a proxy in front
     assert 'id="role">admin<' in page.text and "/work/myrepo" in page.text
     assert "#2" in page.text and "#1" in page.text  # the journal, newest first
-    assert "not available in this build" in page.text or HAS_ACTIONS
+    spoofed = requests.get(auth_off.url + "/admin", params={"done": "<b>call us</b>"}, timeout=30)
+    assert "call us" not in spoofed.text  # the notice names our actions only
+    assert ('id="reindex-unavailable"' in page.text) is not HAS_REINDEXING
+    if HAS_REINDEXING:  # indexing is off here: the section says so, the rest of the page answers
+        assert 'id="index-note"' in page.text and "INDEXING_ENABLED=false" in page.text
+    unknown = requests.get(auth_off.url + "/admin/nothing-here", timeout=30)
+    assert unknown.status_code == 404 and error_code(unknown.text) == "NOT_FOUND"
     login = requests.get(auth_off.url + "/admin/login", allow_redirects=False, timeout=30)
     assert login.status_code == 303 and login.headers["Location"] == "/admin"  # nobody signs in
 
@@ -171,6 +184,20 @@ def test_auth_off_refuses_a_peer_that_is_not_loopback(exposed: ServiceProcess) -
     forwarded = requests.get(exposed.url + "/admin", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=30)
     assert forwarded.status_code == 403  # a header never makes a peer loopback
     assert requests.get(exposed.url + "/health", timeout=30).status_code == 200  # the rest answers
+
+
+def test_the_admin_target_serves_the_console_alone(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    service = ServiceProcess({"WORK_DIR": str(tmp_path / "storage"), "INDEXING_ENABLED": "false"},
+                             tmp_path / "service.log", target="admin", port=PORTS["target"]).start()
+    try:
+        root = requests.get(service.url + "/", allow_redirects=False, timeout=30)
+        assert root.status_code == 303 and root.headers["Location"] == "/admin"
+        assert requests.get(service.url + "/admin", timeout=30).status_code == 200
+        assert requests.get(service.url + "/health", timeout=30).status_code == 200
+        assert requests.get(service.url + "/api/v1/delta/status", timeout=30).status_code == 404
+    finally:
+        assert service.stop() == 0
 
 
 def test_auth_on_signs_in_with_a_session_cookie(auth_on: ServiceProcess) -> None:
@@ -223,6 +250,9 @@ def test_api_keys_and_the_admin_token_reach_the_guard_cookies_only_sessions(auth
     assert 'id="role">user<' in keyed.text and "/work/alpha" not in keyed.text
     admin = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=30)
     assert 'id="role">admin<' in admin.text and "/work/alpha" in admin.text
+    beta_only = requests.get(auth_on.url + "/admin", params={"tenant": console.tenant_digest("beta")},
+                             headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=30)
+    assert "/work/beta-repo" in beta_only.text and "/work/alpha" not in beta_only.text  # an admin's filter
     wrong = requests.get(auth_on.url + "/admin", headers={"X-Admin-Token": "not-it" * 4},
                          allow_redirects=False, timeout=30)
     assert wrong.status_code == 303  # refused: back to the sign-in page
@@ -279,7 +309,7 @@ def test_browser_admin_sees_every_tenant_on_desktop_and_phone(tab: Any, auth_on:
     tab.reload()
     tab.screenshot(path=str(SCREENSHOTS / "admin-phone.png"), full_page=True)
     assert tab.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll"
-    for target in tab.locator("button, a.button, .chips a").all():
+    for target in tab.locator("button, a").all():
         box = target.bounding_box()
         assert box is not None and box["height"] >= 40, "tap targets of at least 40 px"
 
@@ -316,28 +346,42 @@ def test_browser_auth_off_loopback_only(tab: Any, auth_off: ServiceProcess, expo
     tab.screenshot(path=str(SCREENSHOTS / "admin-loopback-only.png"))
 
 
-@pytest.mark.skipif(not HAS_ACTIONS, reason="this build has no context.reindexing / context.deletion yet")
-def test_browser_buttons_reindex_abort_and_delete(tab: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def indexed(tmp_path: Path) -> Iterator[ServiceProcess]:
+    """Auth off with indexing on (the embedded engine), one workspace uploaded."""
     service = start(tmp_path, PORTS["buttons"], INDEXING_ENABLED="true")
-    try:
-        upload(service, "/work/buttons")
-        tab.goto(service.url + "/admin")
-        collection = tab.locator("#collections tbody tr").first
-        name = collection.get_attribute("data-collection")
-        collection.locator("button[data-action=reindex]").click()
-        assert "Done: reindex" in tab.inner_text(".notice")
-        row = tab.locator(f"#collections tr[data-collection='{name}']")
-        abort = row.locator("button[data-action=abort]")
-        if abort.count():  # still building: abort it
-            abort.click()
-            assert "Done: abort" in tab.inner_text(".notice")
-        tab.locator("tr[data-workspace='/work/buttons'] button[data-action=delete-workspace]").click()
-        tab.click("#confirm")
-        assert "Done: delete workspace" in tab.inner_text(".notice")
-        assert tab.locator("tr[data-workspace='/work/buttons']").count() == 0
-        row.locator("button[data-action=delete-collection]").click()
-        tab.click("#confirm")
-        assert "Done: delete collection" in tab.inner_text(".notice")
-        assert tab.locator(f"#collections tr[data-collection='{name}']").count() == 0
-    finally:
-        assert service.stop() == 0
+    upload(service, "/work/buttons")
+    yield service
+    assert service.stop() == 0
+
+
+@pytest.mark.skipif(not HAS_REINDEXING, reason="this build has no context.reindexing yet")
+def test_browser_reindex_and_abort(tab: Any, indexed: ServiceProcess) -> None:
+    tab.goto(indexed.url + "/admin")
+    collection = tab.locator("#collections tbody tr").first
+    name = collection.get_attribute("data-collection")
+    assert name and collection.locator("td.num").inner_text() != "—"  # its points
+    collection.locator("button[data-action=reindex]").click()
+    assert "Done: reindex" in tab.inner_text(".notice")
+    assert name in tab.inner_text("#jobs")  # its job, with its progress
+    abort = tab.locator(f"#collections tr[data-collection='{name}'] button[data-action=abort]")
+    if abort.count():  # still building: abort it, unless it finishes first
+        abort.click()
+        answer = tab.locator(".notice, #error-code").first.inner_text()
+        assert answer in ("Done: abort.", "REINDEX_FINISHED"), answer
+    tab.goto(indexed.url + "/admin")
+    tab.screenshot(path=str(SCREENSHOTS / "admin-reindex.png"), full_page=True)
+
+
+@pytest.mark.skipif(not HAS_DELETION, reason="this build has no context.deletion yet")
+def test_browser_delete_a_workspace_and_a_collection(tab: Any, indexed: ServiceProcess) -> None:
+    tab.goto(indexed.url + "/admin")
+    name = tab.locator("#collections tbody tr").first.get_attribute("data-collection")
+    tab.locator("tr[data-workspace='/work/buttons'] button[data-action=delete-workspace]").click()
+    tab.click("#confirm")
+    assert "Done: delete workspace" in tab.inner_text(".notice")
+    assert tab.locator("tr[data-workspace='/work/buttons']").count() == 0
+    tab.locator(f"#collections tr[data-collection='{name}'] button[data-action=delete-collection]").click()
+    tab.click("#confirm")
+    assert "Done: delete collection" in tab.inner_text(".notice")
+    assert tab.locator(f"#collections tr[data-collection='{name}']").count() == 0
