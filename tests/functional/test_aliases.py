@@ -61,7 +61,8 @@ def test_what_built_a_collection_is_recorded_and_compared(engine: IndexEngine) -
     assert built["embedder"] == "test-embedder" and built["dense"] == 4 and built["chunker"] == LAYOUT.chunker
     assert LAYOUT.drift(built) == []
     later = Layout("test-embedder", 4, chunker="defs-2/lines-80-10")
-    assert later.drift(built) == [f"chunked by {LAYOUT.chunker!r}, the service chunks by 'defs-2/lines-80-10'"]
+    assert later.drift(built) == [f"chunked by {LAYOUT.chunker!r}, the service chunks by "
+                                  "'defs-2/lines-80-10'"]
     assert later.dense_usable(built)  # the same vectors: only the chunks would differ
     other = Layout("bigger-embedder", 8)
     assert not other.dense_usable(built) and len(other.drift(built)) == 1
