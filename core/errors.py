@@ -11,7 +11,9 @@
     │   ├── TooManyRecords          TOO_MANY_RECORDS     413  (an event request over MAX_EVENT_RECORDS)
     │   └── FormFieldTooLarge       FORM_FIELD_TOO_LARGE 413  (a form field or part count over its cap)
     ├── Unauthorized                UNAUTHORIZED         401  (carries WWW-Authenticate)
-    ├── Forbidden                   FORBIDDEN            403  (and ADMIN_ONLY: core.auth.admin)
+    ├── Forbidden                   FORBIDDEN            403
+    │   ├── AdminLoopbackOnly       ADMIN_LOOPBACK_ONLY  403  (core.admin: auth off, a remote peer)
+    │   └── CsrfFailed              CSRF_FAILED          403  (core.admin: no form token, another origin)
     ├── NotFound                    NOT_FOUND            404
     │   └── AuthDisabled            AUTH_DISABLED        404  (/auth/* with AUTH_MODE=none)
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)
@@ -189,6 +191,13 @@ class SequenceMismatch(DeltaError):
             "received_sequence": self.received,
             "retry_after": self.retry_after_ms,
         }
+
+
+class Conflict(DeltaError):
+    """The request cannot be done in the state the thing it names is in."""
+
+    code = "CONFLICT"
+    http_status = 409
 
 
 class BundleIdConflict(DeltaError):

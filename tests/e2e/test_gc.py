@@ -34,10 +34,7 @@ def start(root: Path, target: str = "service", **env: str) -> ServiceProcess:
     root.mkdir(parents=True, exist_ok=True)
     base = {"WORK_DIR": str(root / "storage"), "INDEXING_ENABLED": "false",
             "RETENTION_KEEP_SEQUENCES": "1", "RETENTION_MAX_AGE_HOURS": "0"}
-    service = ServiceProcess({**base, **env}, root / f"{target}.log", target=target)
-    service.port = next(_ports)
-    service.url = f"http://127.0.0.1:{service.port}"
-    return service.start()
+    return ServiceProcess({**base, **env}, root / f"{target}.log", target=target, port=next(_ports)).start()
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +101,13 @@ def test_with_auth_on_only_an_admin_may_sweep(tmp_path: Path) -> None:
         assert created.status_code == 200, created.text
         admin = requests.post(service.url + "/auth/login/password",
                               json={"username": "root", "password": "pw-0123456"}, timeout=30).json()
-        by_session = requests.post(url, headers={"X-Admin-Token": admin["session_id"]}, timeout=60)
+        bearer = {"Authorization": f"Bearer {admin['session_id']}"}
+        by_session = requests.post(url, headers=bearer, timeout=60)
         assert by_session.status_code == 200, by_session.text
-        by_token = requests.post(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+        by_token = requests.post(url, headers={"X-Admin-Token": ADMIN_TOKEN}, timeout=60)
         assert by_token.status_code == 200 and by_token.json()["workspaces"] == 0
+        wrong = requests.post(url, headers={"X-Admin-Token": "not-the-admin-token-0123456789"}, timeout=10)
+        assert wrong.status_code == 401
     finally:
         assert service.stop() == 0
 
