@@ -257,7 +257,11 @@ def test_a_reindexing_instance_that_dies_at_any_step_is_continued_by_another(roo
     survivor = start(root, "survivor")
     try:
         state = job_of(survivor)
-        assert state["reindex"]["state"] == "switching"  # as the last one left it... or already switched
+        assert state["reindex"]["state"] == "switching"  # as the last one left it: switched, not recorded
+        staged = requests.get(survivor.url + "/bridge/state", params={"workspace": REPO}, timeout=10).json()
+        assert staged["staging"] is True and staged["staging_collection"] == state["reindex"]["target"]
+        assert staged["physical_collection"] == state["reindex"]["target"]  # the switch itself happened
+        assert staged["previous_collection"] == serving_before
         resumed = reindex(survivor, collection_name=COLLECTION)
         assert resumed.status_code == 202, resumed.text
         done = wait_until_done(survivor)
