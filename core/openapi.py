@@ -256,6 +256,7 @@ def _schemas() -> Schema:
                              removed={"type": "object", "additionalProperties": _object(
                                  ["objects", "bytes"], objects=COUNT, bytes=COUNT)},
                              unfinished_workspaces=COUNT, failed_workspaces=COUNT,
+                             reindex={"type": "array", "items": _component("ReindexJob")},
                              duration_ms={"type": "number", "minimum": 0}),
         "CloudEvent": _object(["specversion", "id", "source", "type"], specversion=STRING, id=STRING,
                               source=STRING, type=STRING, subject=STRING, data={}),

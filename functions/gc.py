@@ -9,7 +9,11 @@ caller is admitted before the body is read, and the body, which a scheduler may 
 
     200 {"success": true, "workspaces", "sequences_removed", "objects_removed", "bytes_removed",
          "removed": {<kind>: {"objects", "bytes"}}, "unfinished_workspaces", "failed_workspaces",
-         "duration_ms"}
+         "reindex": [<jobs continued>], "duration_ms"}
+
+The same run continues the reindex jobs whose instance died (`core.reindex`: their
+lease ran out) and drops the collections finished jobs replaced, within
+REINDEX_RESUME_SECS of the request.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from core.retention import Retention
 from functions._admin import admin_scope
 from functions._http import handled, json_response, require_method, small_body
 
+REINDEX_RESUME_SECS = 120.0  # of a scheduled run spent continuing reindex jobs (each resumes later)
+
 
 @handled
 def gc(request: flask.Request) -> flask.Response:
@@ -35,5 +41,8 @@ def gc(request: flask.Request) -> flask.Response:
     context = service_context()
     started = time.monotonic()
     summary = Retention(context.settings, context.store).sweep()
-    return json_response(200, {"success": True, **summary.as_dict(),
+    resumed = []
+    if context.indexer is not None:
+        resumed = [job.public() for job in context.reindexing.resume(REINDEX_RESUME_SECS)]
+    return json_response(200, {"success": True, **summary.as_dict(), "reindex": resumed,
                                "duration_ms": round((time.monotonic() - started) * 1000, 1)})
