@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
@@ -104,6 +104,7 @@ class ReindexJob(BaseModel):
     workspaces_done: int = 0
     cursor: str = ""  # the last tree key done in workspaces[workspaces_done]
     commits_phase: bool = False  # the tree of that workspace is done: its commits now
+    dirty: list[str] = []  # paths of a batch an upload overlapped: cleared before they count as done
     files_done: int = 0
     points_written: int = 0
     commits_done: int = 0
@@ -126,7 +127,8 @@ class ReindexJob(BaseModel):
     def public(self) -> dict[str, Any]:
         """What the API, status and the console show (no lease internals)."""
         shown = self.model_dump(mode="json", exclude={"format", "owner", "lease_expires_at", "workspaces",
-                                                      "cursor", "commits_phase", "retire_after", "retired"})
+                                                      "cursor", "commits_phase", "retire_after", "retired",
+                                                      "dirty"})
         shown["lease_expires_in_s"] = round(max(0.0, self.lease_expires_at - time.time()), 1)
         return shown
 
@@ -163,7 +165,6 @@ class _Run:
     job: ReindexJob
     etag: str
     expires: float  # on `lease_clock`
-    dirty: set[str] = field(default_factory=set)  # paths of a batch that must be done again
     batch_files: int = BATCH_FILES  # smaller after a batch an upload overlapped, so one fits between uploads
 
 
@@ -318,13 +319,25 @@ class Reindexing:
         except PreconditionFailed:  # another instance started one at the same moment: theirs stands
             indexer.call(lambda engine: engine.drop_physical(target))
             return self._start_one(stored, requested)
-        # the list of workspaces is read after the job is visible: a workspace made later
-        # has all of its uploads write the new collection too
-        job = job.model_copy(update={"workspaces": self._workspaces_of(stored)})
-        with contextlib.suppress(PreconditionFailed, ObjectNotFound):
-            current = self.store.get(reindex_job_key(stored))
-            self.store.put_if_match(reindex_job_key(stored), job.model_dump_json(indent=1).encode(),
-                                    current.etag)
+        # the list of workspaces is read again once the job is visible: a workspace made
+        # later has all of its uploads write the new collection too. Appended, as another
+        # instance may be working through the list by position already.
+        listed = self._workspaces_of(stored)
+        while True:
+            current, current_etag = self.read(stored)
+            if current is None or current.job_id != job.job_id or current_etag is None:
+                break
+            missing = [ws for ws in listed if ws not in current.workspaces]
+            if not missing:
+                job = current
+                break
+            job = current.model_copy(update={"workspaces": [*current.workspaces, *missing]})
+            try:
+                self.store.put_if_match(reindex_job_key(stored), job.model_dump_json(indent=1).encode(),
+                                        current_etag)
+                break
+            except PreconditionFailed:
+                continue
         log.info("reindex of %s started: building %s", stored, target,
                  extra={"collection": stored, "target": target, "reasons": job.reasons})
         return job
@@ -538,29 +551,30 @@ class Reindexing:
             return True
         keys = self._next_keys(ws, hold.job.cursor, hold.batch_files)
         paths = [key.removeprefix(tree_prefix(ws)) for key in keys]
-        stale = {p for p in hold.dirty if p not in paths and (not paths or p <= paths[-1])}
+        dirty = set(hold.job.dirty)
+        # a path of an overlapped batch that the tree no longer holds: its points go
+        stale = {p for p in dirty if p not in paths and (not paths or p <= paths[-1])}
         if stale:
             self._clear(hold, indexer, ws, sorted(stale))
         upserted = self._index_batch(hold, indexer, ws, head, keys) if keys else 0
-        after, after_etag = sequences.read()
+        _, after_etag = sequences.read()
         if after_etag != etag:  # an upload ran meanwhile: its files may be older in the batch
-            hold.dirty = (hold.dirty - stale) | set(paths)
             hold.batch_files = max(1, hold.batch_files // 4)
             metrics.REINDEX_BATCHES_REDONE.inc()
-            self._save(hold, batches_redone=hold.job.batches_redone + 1)
+            self._save(hold, batches_redone=hold.job.batches_redone + 1,
+                       dirty=sorted((dirty - stale) | set(paths)))
             return True
-        hold.dirty -= stale | set(paths)
+        dirty -= stale | set(paths)
         hold.batch_files = min(BATCH_FILES, hold.batch_files * 2)
         if not keys:
-            if hold.dirty:
-                self._clear(hold, indexer, ws, sorted(hold.dirty))
-                hold.dirty = set()
-            self._save(hold, commits_phase=True, waiting_for=None)
+            if dirty:
+                self._clear(hold, indexer, ws, sorted(dirty))
+            self._save(hold, commits_phase=True, waiting_for=None, dirty=[])
             return True
         metrics.REINDEX_FILES.inc(len(keys))
         metrics.REINDEX_POINTS.inc(upserted)
         self._save(hold, cursor=keys[-1], files_done=hold.job.files_done + len(keys),
-                   points_written=hold.job.points_written + upserted, waiting_for=None)
+                   points_written=hold.job.points_written + upserted, waiting_for=None, dirty=sorted(dirty))
         self.faults.at("reindex_after_batch", hold.job.stored_collection)
         return True
 
