@@ -12,6 +12,7 @@ from functools import cached_property
 
 from core.auth import Authenticator, AuthService, build_auth_service
 from core.config import Settings, load_settings
+from core.deletion import Deleter
 from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
 from core.logs import configure_logging
@@ -69,6 +70,11 @@ class ServiceContext:
     @cached_property
     def qdrant(self) -> QdrantHandle:
         return QdrantHandle(self.settings)
+
+    @cached_property
+    def deletion(self) -> Deleter:
+        """Deletes a tenant's workspaces and collections (`core.deletion`)."""
+        return Deleter(self.settings, self.store, self.indexer)
 
 
 _lock = threading.Lock()

@@ -3,10 +3,13 @@
     FAULT_INJECTION=<point>:<action>[:<bundle_id>]
 
     point   after_keep | after_claim | mid_plan | after_plan | mid_index | after_index |
-            mid_apply | mid_batch | after_apply | after_journal | after_result | after_commit
+            mid_apply | mid_batch | after_apply | after_journal | after_result | after_commit |
+            mid_delete
             (mid_plan: surveyed, nothing stored; mid_index: after re-pointing and after
             each batch of files; mid_apply: between write batches; mid_batch: inside
-            the first batch of writes, or of copies if there are none)
+            the first batch of writes, or of copies if there are none; mid_delete: a
+            workspace deletion, after its points and each batch of objects, where the
+            id to name is the workspace key)
     action  crash    the process exits at once (os._exit), as a killed instance would
             raise    the step raises, as a failing dependency would
             pause    the process stops itself with SIGSTOP, as a frozen instance would,
@@ -26,7 +29,8 @@ import time
 from dataclasses import dataclass, field
 
 POINTS = ("after_keep", "after_claim", "mid_plan", "after_plan", "mid_index", "after_index",
-          "mid_apply", "mid_batch", "after_apply", "after_journal", "after_result", "after_commit")
+          "mid_apply", "mid_batch", "after_apply", "after_journal", "after_result", "after_commit",
+          "mid_delete")
 ONCE = threading.Lock()
 CRASH_EXIT_CODE = 137
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
-from core.indexing.commits import index_commits
+from core.indexing.commits import COMMIT_WORKSPACE, index_commits
 from core.indexing.embedders import Embedder, open_embedder
 from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
@@ -81,6 +81,16 @@ class Indexer:
             self._lexical[collection] = engine.lexical_version(collection)
         self._ready.add(collection)
 
+    @contextmanager
+    def _forgotten_on_failure(self, collection: str) -> Iterator[None]:
+        """A failed write makes the next upload check the collection again: another
+        instance may have deleted it (`core.deletion`), and then the retry re-creates it."""
+        try:
+            yield
+        except Exception:
+            self._ready.discard(collection)
+            raise
+
     def lexical_of(self, engine: IndexEngine, collection: str) -> str:
         """The lexical version `collection` was made with: its points are written and
         queried that way (`core.indexing.lexical`); read once per process."""
@@ -108,14 +118,14 @@ class Indexer:
                           # where metadata.path is indexed, a filter there is cheap
                           scan_paths=engine.kind != "memory",
                           lexical=self._lexical[target.collection])
-        with _qdrant_errors():
+        with self._forgotten_on_failure(target.collection), _qdrant_errors():
             return sync.run(plan, bundle, checkpoint)
 
     def index_commits(self, target: IndexTarget, commits: list[GitCommit],
                       fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine) -> int:
         """Index the commits of a bundle's git history that `target` lacks; how many."""
         self.prepare(target.collection)
-        with _qdrant_errors():
+        with self._forgotten_on_failure(target.collection), _qdrant_errors():
             return index_commits(fence(self.qdrant.engine()), self.embedder, target.collection,
                                  target.workspace, commits, target.bundle_id, target.sequence,
                                  lexical=self._lexical[target.collection])
@@ -129,6 +139,35 @@ class Indexer:
             return engine.count(collection, {"workspace": workspace})  # commits: COMMIT_WORKSPACE
         except Exception:  # noqa: BLE001 - status answers without the count
             return None
+
+    # deletion (core.deletion) ---------------------------------------------
+    def delete_workspace_points(self, collection: str, ws: str,
+                                fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine) -> int:
+        """Delete every point of workspace `ws` in `collection`: its code (`workspace`) and
+        its commits (`commit_workspace`); how many there were. The one way a workspace's
+        points are deleted, so a collection being rebuilt is handled in one place."""
+        with _qdrant_errors():
+            engine = self.qdrant.engine()
+            if not engine.collection_exists(collection):
+                return 0
+            removed = 0
+            for where in ({"workspace": ws}, {COMMIT_WORKSPACE: ws}):
+                found = engine.count(collection, dict(where))
+                if found:
+                    fence(engine).delete_where(collection, dict(where))
+                    removed += found
+            return removed
+
+    def drop_collection(self, collection: str) -> bool:
+        """Delete a collection, if it exists; whether it did. This process forgets it was
+        prepared, so its next upload there creates it again."""
+        with _qdrant_errors():
+            engine = self.qdrant.engine()
+            existed = engine.collection_exists(collection)
+            engine.drop_collection(collection)
+        self._ready.discard(collection)
+        self._lexical.pop(collection, None)
+        return existed
 
     def call(self, fn: Callable[[IndexEngine], T]) -> T:
         """Run `fn(engine)` with engine errors mapped (for search and status)."""

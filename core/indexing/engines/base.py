@@ -163,6 +163,14 @@ class IndexEngine(Protocol):
     def upsert(self, collection: str, points: list[NewPoint]) -> None: ...
     def set_payloads(self, collection: str, payloads: dict[str, dict[str, Any]]) -> None: ...
     def delete(self, collection: str, ids: list[str]) -> None: ...
+    def delete_where(self, collection: str, where: Where) -> None:
+        """Delete every point that matches `where` (a workspace's, on its deletion)."""
+        ...
+
+    # collections, on deletion (`core.deletion`)
+    def drop_collection(self, name: str) -> None:
+        """Delete the collection and its points if it exists (idempotent)."""
+        ...
 
 
 def engine_filter(models: Any, where: Where | None, exclude: Where | None = None) -> Any:
@@ -215,4 +223,4 @@ def stored_point(record: Any) -> StoredPoint:
     )
 
 
-WRITES = frozenset({"upsert", "set_payloads", "delete"})
+WRITES = frozenset({"upsert", "set_payloads", "delete", "delete_where"})

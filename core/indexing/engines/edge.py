@@ -251,6 +251,31 @@ class EdgeEngine:
             shard.update(self.qe.UpdateOperation.delete_points(batch))
         self._wrote(collection, 0)
 
+    def delete_where(self, collection: str, where: Where) -> None:
+        shard = self._shard(collection)
+        shard.update(self.qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+        self._wrote(collection, 0)
+
+    def drop_collection(self, name: str) -> None:
+        """Close the shard and remove its folder: renamed away first, so a crash part-way
+        leaves a scratch folder that the next start removes, never half a collection. An
+        optimisation running meanwhile is waited for: its shard is about to close."""
+        with self._lock:
+            running = self._optimising
+        if running is not None and running is not threading.current_thread():
+            running.join()
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            self._written.pop(name, None)
+            if shard is not None:
+                shard.close()
+            folder = self.collections / name
+            if not folder.is_dir():
+                return
+            doomed = self.collections / f"{SCRATCH}{uuid.uuid4().hex}"
+            os.replace(folder, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
         return engine_filter(self.qe, where, exclude)
 

@@ -161,5 +161,13 @@ class ServerEngine:
             selector = self.models.PointIdsList(points=ids[start : start + PAGE])
             self.client.delete(collection, points_selector=selector, wait=True, ordering=self.ordering)
 
+    def delete_where(self, collection: str, where: Where) -> None:
+        selector = self.models.FilterSelector(filter=self._filter(where))
+        self.client.delete(collection, points_selector=selector, wait=True, ordering=self.ordering)
+
+    def drop_collection(self, name: str) -> None:
+        if self.client.collection_exists(name):
+            self.client.delete_collection(name)
+
     def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
         return engine_filter(self.models, where, exclude)
