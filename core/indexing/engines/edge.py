@@ -84,6 +84,7 @@ class EdgeEngine:
         for leftover in self.collections.glob(SCRATCH + "*"):
             shutil.rmtree(leftover, ignore_errors=True)  # a creation a crash interrupted
         self._shards: dict[str, Any] = {}
+        self._dropped: set[str] = set()  # deleted here (`drop_collection`): no optimisation of it
         self._written: dict[str, int] = {}  # points upserted since the last optimisation
         self._optimising: threading.Thread | None = None
         self.idle_secs = idle_secs
@@ -111,6 +112,7 @@ class EdgeEngine:
         with self._lock:
             if not (self.collections / name).is_dir():
                 self._create(name, layout)
+            self._dropped.discard(name)
         recorded = json.loads((self.collections / name / METADATA).read_text())
         shard_config = recorded.get("vectors", {})
         refuse(name, layout.problems(recorded, shard_config.get(DENSE), recorded.get("idf", False)))
@@ -259,10 +261,12 @@ class EdgeEngine:
     def drop_collection(self, name: str) -> None:
         """Close the shard and remove its folder: renamed away first, so a crash part-way
         leaves a scratch folder that the next start removes, never half a collection. An
-        optimisation running meanwhile is waited for: its shard is about to close."""
+        optimisation of it stops waiting for quiet, and one under way is waited for: its
+        shard is about to close."""
         with self._lock:
+            self._dropped.add(name)
             running = self._optimising
-        if running is not None and running is not threading.current_thread():
+        if running is not None and running.name == f"optimise {name}":
             running.join()
         with self._lock:
             shard = self._shards.pop(name, None)
@@ -295,6 +299,8 @@ class EdgeEngine:
     def _optimise(self, collection: str) -> None:
         while not self._closing.wait(min(0.5, self.idle_secs)):
             with self._lock:
+                if collection in self._dropped:
+                    return
                 if time.monotonic() - self._last_write >= self.idle_secs:
                     break
         else:
