@@ -145,6 +145,9 @@ class Deleter:
         sequences = Sequences(self.store, ws, self.settings.lease_secs)
         taken = self._tombstone(sequences)
         if taken is None:
+            log.info("workspace %s: nothing to delete", ws, extra={
+                "audit": "delete_workspace", "tenant": tenant, "workspace": ws, "workspace_path": path,
+                "logical_repo_id": repo_id, "deleted": False, "objects_removed": 0, "points_removed": 0})
             return WorkspaceDeletion(deleted=False, workspace_key=ws, workspace_path=path,
                                      logical_repo_id=repo_id)
         head = taken.head
@@ -165,7 +168,7 @@ class Deleter:
         log.info("workspace %s deleted", ws, extra={
             "audit": "delete_workspace", "tenant": tenant, "workspace": ws,
             "workspace_path": head.workspace_path, "logical_repo_id": head.logical_repo_id,
-            "collection": head.collection_name, "resumed": taken.resumed,
+            "collection": head.collection_name, "resumed": taken.resumed, "deleted": True,
             "objects_removed": result.objects_removed, "points_removed": points})
         return result
 
