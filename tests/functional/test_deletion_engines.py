@@ -36,7 +36,8 @@ def test_a_workspace_s_code_and_commit_points_go_and_no_other(indexer: Indexer) 
         engine.ensure_collection(name, LAYOUT)
     engine.upsert("c1", [point(1, {"workspace": "a-1"}), point(2, {"workspace": "a-1"}),
                          point(3, {"kind": "commit", COMMIT_WORKSPACE: "a-1"}),
-                         point(4, {"workspace": "b-2"}), point(5, {"kind": "commit", COMMIT_WORKSPACE: "b-2"})])
+                         point(4, {"workspace": "b-2"}),
+                         point(5, {"kind": "commit", COMMIT_WORKSPACE: "b-2"})])
     engine.upsert("c2", [point(6, {"workspace": "a-1"})])
     fenced: list[str] = []
 
