@@ -12,6 +12,7 @@ from functools import cached_property
 
 from core.auth import Authenticator, AuthService, build_auth_service
 from core.config import Settings, load_settings
+from core.csrf import load_secret
 from core.deletion import Deleter
 from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
@@ -19,6 +20,7 @@ from core.logs import configure_logging
 from core.pipeline import Pipeline
 from core.qdrant import QdrantHandle
 from core.ratelimit import RateLimiter
+from core.reindex import Reindexing
 from core.search import Searcher
 from core.storage import ObjectStore, open_store
 
@@ -36,8 +38,12 @@ class ServiceContext:
         return Indexer(self.settings, self.qdrant) if self.settings.indexing_enabled else None
 
     @cached_property
+    def reindexing(self) -> Reindexing:
+        return Reindexing(self.settings, self.store, self.indexer)
+
+    @cached_property
     def pipeline(self) -> Pipeline:
-        return Pipeline(self.settings, self.store, self.indexer)
+        return Pipeline(self.settings, self.store, self.indexer, rebuilds=self.reindexing.building_target)
 
     @cached_property
     def searcher(self) -> Searcher:
@@ -66,6 +72,11 @@ class ServiceContext:
     @cached_property
     def direct(self) -> DirectUploads:
         return DirectUploads(self.settings, self.store, self.pipeline)
+
+    @cached_property
+    def csrf_secret(self) -> bytes:
+        """The admin console's CSRF secret: write-once in the store, so read once (core.csrf)."""
+        return load_secret(self.store)
 
     @cached_property
     def qdrant(self) -> QdrantHandle:

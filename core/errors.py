@@ -12,6 +12,8 @@
     │   └── FormFieldTooLarge       FORM_FIELD_TOO_LARGE 413  (a form field or part count over its cap)
     ├── Unauthorized                UNAUTHORIZED         401  (carries WWW-Authenticate)
     ├── Forbidden                   FORBIDDEN            403
+    │   ├── AdminLoopbackOnly       ADMIN_LOOPBACK_ONLY  403  (core.admin: auth off, a remote peer)
+    │   └── CsrfFailed              CSRF_FAILED          403  (core.admin: no form token, another origin)
     ├── NotFound                    NOT_FOUND            404
     │   └── AuthDisabled            AUTH_DISABLED        404  (/auth/* with AUTH_MODE=none)
     ├── MethodNotAllowed            METHOD_NOT_ALLOWED   405  (carries Allow)
@@ -190,6 +192,13 @@ class SequenceMismatch(DeltaError):
             "received_sequence": self.received,
             "retry_after": self.retry_after_ms,
         }
+
+
+class Conflict(DeltaError):
+    """The request cannot be done in the state the thing it names is in."""
+
+    code = "CONFLICT"
+    http_status = 409
 
 
 class BundleIdConflict(DeltaError):

@@ -3,8 +3,9 @@
     FAULT_INJECTION=<point>:<action>[:<bundle_id>]
 
     point   after_keep | after_claim | mid_plan | after_plan | mid_index | after_index |
-            mid_apply | mid_batch | after_apply | after_journal | after_result | after_commit |
-            mid_delete
+            mid_apply | mid_batch | after_apply | after_journal | after_result | after_commit
+            reindex_after_batch | reindex_before_switch | reindex_after_switch (`core.reindex`;
+            the id is then the served collection's name) | mid_delete
             (mid_plan: surveyed, nothing stored; mid_index: after re-pointing and after
             each batch of files; mid_apply: between write batches; mid_batch: inside
             the first batch of writes, or of copies if there are none; mid_delete: a
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 POINTS = ("after_keep", "after_claim", "mid_plan", "after_plan", "mid_index", "after_index",
           "mid_apply", "mid_batch", "after_apply", "after_journal", "after_result", "after_commit",
-          "mid_delete")
+          "reindex_after_batch", "reindex_before_switch", "reindex_after_switch", "mid_delete")
 ONCE = threading.Lock()
 CRASH_EXIT_CODE = 137
 

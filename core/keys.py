@@ -13,10 +13,12 @@
     <prefix>/workspaces/<ws>/commits/<commit>.json one git commit a client sent, write-once
     <prefix>/aliases/<path-key>.json              workspace path -> workspace key
     <prefix>/tenants/<tenant-key>/workspaces/<ws>.json a tenant's workspace: path and repo id
+    <prefix>/reindex/<collection-key>.json        a served collection's rebuild: state and cursor (CAS)
     <prefix>/auth/first-user.json                 write-once: who the first (admin) user is
     <prefix>/auth/users/<name>.json               one user: tenant, admin, argon2 hash (write-once per name)
     <prefix>/auth/sessions/<sha256 hex>.json      one session, by the digest of its id (CAS)
     <prefix>/auth/login-failures/<kind>-<hex>.json failed logins of a user name or address (CAS)
+    <prefix>/admin/csrf-secret.json               write-once: the admin console's CSRF secret
 
 The `<prefix>` belongs to the storage backend; keys here are relative to it.
 """
@@ -153,6 +155,19 @@ def commit_key(ws: str, commit_id: str) -> str:
     return f"workspaces/{ws}/commits/{commit_id}.json"
 
 
+def commits_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/commits/"
+
+
+def reindex_prefix() -> str:
+    return "reindex/"
+
+
+def reindex_job_key(stored_collection: str) -> str:
+    """The rebuild job of a served collection name (tenant included, `core.names`)."""
+    return f"{reindex_prefix()}{_digest('reindex', stored_collection)}.json"
+
+
 def tree_prefix(ws: str) -> str:
     return f"workspaces/{ws}/tree/"
 
@@ -168,6 +183,11 @@ def first_user_key() -> str:
 def user_key(username: str) -> str:
     """Names are checked (core.auth.records.USERNAME) and compared case-insensitively."""
     return f"auth/users/{username.casefold()}.json"
+
+
+def csrf_secret_key() -> str:
+    """The admin console's CSRF secret, one per deployment (core.csrf)."""
+    return "admin/csrf-secret.json"
 
 
 def session_key(digest_hex: str) -> str:

@@ -40,6 +40,11 @@ SEARCH_SECONDS = Histogram("delta_search_seconds", "Search latency, by kind (cod
                            buckets=STEP_BUCKETS)
 HTTP_SECONDS = Histogram("delta_http_request_seconds", "HTTP request latency", ["route"],
                          buckets=STEP_BUCKETS)
+REINDEX_FILES = Counter("delta_reindex_files_total", "Tree files indexed by reindex jobs")
+REINDEX_POINTS = Counter("delta_reindex_points_total", "Points written by reindex jobs")
+REINDEX_BATCHES_REDONE = Counter("delta_reindex_batches_redone_total",
+                                 "Reindex batches done again because an upload ran meanwhile")
+REINDEX_JOBS = Counter("delta_reindex_jobs_total", "Reindex jobs finished, by outcome", ["outcome"])
 
 
 def record_bundle(processed: ProcessedOperations, indexing: IndexingStats | None,

@@ -29,12 +29,12 @@ CODES: dict[int, list[str]] = {
           "MISSING_MEMBER", "UNEXPECTED_MEMBER", "DUPLICATE_MEMBER", "HASH_MISMATCH",
           "SIZE_MISMATCH", "BUNDLE_ID_MISMATCH", "INVALID_JSON", "UNKNOWN_EVENT"],
     401: ["UNAUTHORIZED"],
-    403: ["FORBIDDEN"],
+    403: ["FORBIDDEN", "ADMIN_ONLY", "ADMIN_LOOPBACK_ONLY", "CSRF_FAILED"],
     404: ["NOT_FOUND", "AUTH_DISABLED", "WORKSPACE_NOT_FOUND", "COLLECTION_NOT_FOUND", "FILE_NOT_FOUND",
-          "SEARCH_UNAVAILABLE"],
+          "SEARCH_UNAVAILABLE", "REINDEX_NOT_FOUND", "REINDEX_UNAVAILABLE"],
     405: ["METHOD_NOT_ALLOWED"],
     406: ["NOT_ACCEPTABLE"],
-    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS",
+    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS", "REINDEX_FINISHED",
           "WORKSPACE_DELETING"],
     413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE", "TOO_MANY_RECORDS",
           "FORM_FIELD_TOO_LARGE"],
@@ -45,7 +45,7 @@ CODES: dict[int, list[str]] = {
     500: ["INTERNAL_ERROR", "PROCESSING_ERROR"],
     501: ["DIRECT_UPLOAD_UNAVAILABLE"],
     503: ["WORKSPACE_BUSY", "STORAGE_UNAVAILABLE", "STORAGE_FULL", "INDEX_UNAVAILABLE", "LEASE_LOST",
-          "SERVICE_UNAVAILABLE"],
+          "SERVICE_UNAVAILABLE", "REINDEX_LEASE_LOST"],
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "required": True,
                                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
@@ -165,7 +165,30 @@ def _schemas() -> Schema:
                           last_sequence=COUNT, last_upload=NULLABLE_STRING, last_bundle_id=NULLABLE_STRING,
                           pending_operations=COUNT, pending_bundle=pending,
                           indexed_points={"type": ["integer", "null"]},
-                          status={"enum": ["ready", "deleting"]}, server_info=server_info),
+                          status={"enum": ["ready", "deleting"]},
+                          server_info=server_info,
+                          index={"anyOf": [{"type": "null"}, _component("IndexState")]}),
+        "IndexState": _object(["serving", "built_with", "drift", "needs_reindex", "reindex"],
+                              serving=NULLABLE_STRING, built_with={"type": "object"},
+                              drift={"type": "array", "items": STRING}, needs_reindex={"type": "boolean"},
+                              reindex={"anyOf": [{"type": "null"}, _component("ReindexJob")]}),
+        "ReindexJob": _object(["job_id", "collection_name", "state", "target", "workspaces_total",
+                               "workspaces_done", "files_done", "points_written", "started_at"],
+                              job_id=STRING, tenant=STRING, collection_name=STRING,
+                              stored_collection=STRING,
+                              state={"enum": ["building", "switching", "done", "aborted", "failed"]},
+                              serving=NULLABLE_STRING, target=STRING, built_with={"type": "object"},
+                              reasons={"type": "array", "items": STRING}, workspaces_total=COUNT,
+                              workspaces_done=COUNT, files_done=COUNT, points_written=COUNT,
+                              commits_done=COUNT, batches_redone=COUNT, waiting_for=NULLABLE_STRING,
+                              started_at=STRING, updated_at=STRING, finished_at=NULLABLE_STRING,
+                              error=NULLABLE_STRING, lease_expires_in_s={"type": "number"}),
+        "CollectionState": _object(["collection_name", "serving", "drift", "needs_reindex"],
+                                   tenant=STRING, collection_name=STRING, stored_collection=STRING,
+                                   serving=NULLABLE_STRING, points={"type": ["integer", "null"]},
+                                   built_with={"type": "object"}, drift={"type": "array", "items": STRING},
+                                   needs_reindex={"type": "boolean"},
+                                   reindex={"anyOf": [{"type": "null"}, _component("ReindexJob")]}),
         "AnonymousStatus": _object(["workspace_path", "collection_name", "status", "server_info"],
                                    workspace_path=STRING, collection_name=STRING,
                                    status={"const": "ready"}, authenticated={"const": False},
@@ -199,6 +222,7 @@ def _schemas() -> Schema:
                                previous_collection=NULLABLE_STRING,
                                indexing_status={"enum": ["idle", "indexing", "empty"]},
                                staging={"type": ["boolean", "null"]}, workspace_key=NULLABLE_STRING,
+                               physical_collection=NULLABLE_STRING, staging_collection=NULLABLE_STRING,
                                last_sequence={"type": ["integer", "null"], "minimum": 0}),
         "SearchHits": _object(["query", "kind", "collection_name", "workspace_key", "hits"],
                               query=STRING, kind={"enum": ["code", "commits"]}, collection_name=STRING,
@@ -340,6 +364,36 @@ def _mcp_path(secured: list[Schema], guarded: Schema) -> Schema:
             **_errors(403, 406, 413, 415), **guarded}}}
 
 
+def _reindex_paths(secured: list[Schema], guarded: Schema) -> dict[str, Any]:
+    """The admin API of `core.reindex` (functions/admin_api.py)."""
+    admin = {**guarded, **_errors(403)}  # 403: not loopback with auth off, another tenant
+    body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"collection_name": STRING, "workspace_path": STRING, "logical_repo_id": STRING,
+                       "all_drifted": {"type": "boolean"},
+                       "tenant": {**STRING, "description": "admins: another tenant's collection"}}}}}}
+    jobs = _object(["jobs"], jobs={"type": "array", "items": _component("ReindexJob")})
+    return {
+        "/api/v1/admin/reindex": {
+            **_read_only({"operationId": "reindexState", "security": secured,
+                          "summary": "The caller's collections (what built them, drift) and reindex jobs",
+                          "responses": {"200": _json(_object(["collections", "jobs"], collections={
+                              "type": "array", "items": _component("CollectionState")}, jobs={
+                              "type": "array", "items": _component("ReindexJob")})),
+                                        **_errors(404), **admin}}),
+            "post": {"operationId": "reindex", "security": secured, "requestBody": body,
+                     "summary": "Rebuild a collection (by name, by a workspace in it, or every one "
+                                "that drifted) from the stored trees, serving it throughout",
+                     "responses": {"202": _json(jobs, "the jobs, being worked on in the background"),
+                                   **_errors(400, 404, 413), **admin}}},
+        "/api/v1/admin/reindex/abort": {"post": {
+            "operationId": "reindexAbort", "security": secured, "requestBody": body,
+            "summary": "Abort a collection's rebuild; the serving collection is untouched",
+            "responses": {"200": _json(_object(["job"], job=_component("ReindexJob"))),
+                          **_errors(400, 404, 409, 413), **admin}}},
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     fields = _form_fields()
@@ -415,6 +469,7 @@ def openapi_document() -> dict[str, Any]:
             "security": secured,
             "responses": {"200": _json(_component("StoredFile")), **_errors(400, 404, 422), **guarded}}),
         "/api/v1/search": _search_path(secured, guarded),
+        **_reindex_paths(secured, guarded),
         "/mcp": _mcp_path(secured, guarded),
         **_auth_paths(),
         **_deletion_paths(workspace, secured, guarded),

@@ -6,7 +6,8 @@
     4 plan    `core.workspace.make_plan`, stored write-once with the claim
     5 index   `core.indexing`: Qdrant brought in line with the plan, from the
               staged bytes (so nothing is read back from storage), and the new
-              commits of the bundle's git history indexed
+              commits of the bundle's git history indexed; while the collection
+              is being rebuilt (`core.reindex`), in the new collection as well
     6 apply   `core.workspace.execute`: copies, writes, deletes on the tree; the
               bundle's git history, if any, stored commit by commit (`core.history`)
     7 commit  journal entry, result record, then the head (the commit point)
@@ -22,6 +23,7 @@ lease writes nothing more (503 LEASE_LOST) and cannot undo a taker's work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -62,8 +64,9 @@ from core.keys import (
     tenant_workspace_key,
     workspace_key,
 )
-from core.models import HistoryStats, UploadRequest, UploadResult
+from core.models import HistoryStats, IndexingStats, UploadRequest, UploadResult
 from core.names import stored_collection
+from core.reindex import Reindexing
 from core.sequences import (
     BundleClaim,
     Busy,
@@ -120,10 +123,13 @@ class Laps:
 class Pipeline:
     """Processes bundles against one store; stateless between calls."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, indexer: Indexer | None) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore, indexer: Indexer | None,
+                 rebuilds: Callable[[str], str | None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.indexer = indexer
+        # the collection a reindex builds for a served one, if any (`core.reindex`)
+        self.rebuilds = rebuilds or Reindexing(settings, store, indexer).building_target
         self.faults = Faults.parse(settings.fault_injection)
         self.limits = BundleLimits(
             max_uncompressed_bytes=settings.max_uncompressed_bytes,
@@ -203,7 +209,8 @@ class Pipeline:
         conditional write per upload, refused once it exists)."""
         key = tenant_workspace_key(request.tenant, ws)
         body = json.dumps({"format": 1, "workspace_path": request.workspace_path,
-                           "logical_repo_id": request.logical_repo_id, "workspace_key": ws}).encode()
+                           "logical_repo_id": request.logical_repo_id, "workspace_key": ws,
+                           "tenant": request.tenant}).encode()  # tenant: for the admin console
         with contextlib.suppress(PreconditionFailed):
             self.store.put_if_absent(key, body)
             self._unregister_if_deleted(request, ws, key)
@@ -317,21 +324,34 @@ class Pipeline:
             indexing, history = None, None
             commits = bundle.history.commits if bundle.history is not None else None
             if self.indexer is not None:
+                served = self.indexer.prepare(mine.collection_name)  # resolved after the claim
                 target = IndexTarget(
-                    collection=mine.collection_name,
+                    collection=served.physical,
                     workspace=ws,
                     repo=claim.logical_repo_id or ws.rsplit("-", 1)[0],
                     bundle_id=bundle.bundle_id,
                     sequence=mine.sequence,
                     host_root=mine.source_path,
                 )
-                max_bytes = self.indexer.max_file_bytes
-                indexing = self.indexer.index(
-                    target, plan, bundle,
-                    before=lambda paths: read_before(self.store, ws, plan, paths, max_bytes),
-                    fence=fence.qdrant, checkpoint=checkpoint)
+                indexer = self.indexer
+                max_bytes = indexer.max_file_bytes
+
+                def index(into: IndexTarget) -> IndexingStats:
+                    return indexer.index(
+                        into, plan, bundle,
+                        before=lambda paths: read_before(self.store, ws, plan, paths, max_bytes),
+                        fence=fence.qdrant, checkpoint=checkpoint)
+
+                indexing = index(target)
                 if commits:
-                    history = HistoryStats(indexed=self.indexer.index_commits(target, commits, fence.qdrant))
+                    history = HistoryStats(indexed=indexer.index_commits(target, commits, fence.qdrant))
+
+                def rebuilt(into: IndexTarget) -> None:
+                    index(into)
+                    if commits:
+                        indexer.index_commits(into, commits, fence.qdrant)
+
+                self._into_rebuild(mine.collection_name, target, rebuilt)
             faults.at("after_index", bundle.bundle_id)
             laps.lap("index")
             execute(self.store, ws, plan, bundle, fence,
@@ -371,6 +391,21 @@ class Pipeline:
         # the stored result was written by the commit, so only this answer can time it
         return result.model_copy(update={"timings_ms": dict(laps.ms),
                                          "processing_time_ms": _elapsed_ms(started)})
+
+    def _into_rebuild(self, collection: str, serving: IndexTarget,
+                      write: Callable[[IndexTarget], None]) -> None:
+        """While `collection` is being rebuilt, the bundle's points go into the new
+        collection too (read after the claim: see `core.reindex`). A rebuild that ended
+        meanwhile (aborted: its collection dropped) is no failure of this upload."""
+        building = self.rebuilds(collection)
+        if building is None or building == serving.collection:
+            return
+        try:
+            write(dataclasses.replace(serving, collection=building))
+        except Exception:
+            if self.rebuilds(collection) == building:
+                raise
+            log.info("the rebuild of %s ended during this upload; its collection was left alone", collection)
 
     def _plan(self, ws: str, bundle: Bundle, fence: Fence) -> ApplyPlan:
         """The stored plan of this bundle, or a new one stored write-once (a taker's

@@ -125,7 +125,10 @@ class Searcher:
             if workspace is None:
                 raise NotFound("no such collection", code="COLLECTION_NOT_FOUND")
             return []  # the workspace was uploaded with indexing off: nothing indexed yet
-        lexical = indexer.lexical_of(engine, collection)
+        # the physical collection serving now: a switch after this leaves it readable
+        # until every request that resolved it is long done (`core.reindex`)
+        served = indexer.served(engine, collection)
+        collection, lexical = served.physical, served.lexical
         commits = request.kind == "commits"
         where: Where = {COMMIT_WORKSPACE if commits else "workspace": workspace} if workspace else {}
         exclude: Where | None = None
@@ -147,7 +150,7 @@ class Searcher:
         wanted = request.limit
         per_file = 0 if commits else request.per_file  # commits have no file of their own
         hit = _commit_hit if commits else _code_hit
-        query = hybrid_query(indexer.embedder, request.query, where, wanted, exclude, lexical)
+        query = hybrid_query(indexer.embedder_for(served), request.query, where, wanted, exclude, lexical)
         if glob is None:
             return [hit(point) for point in search_points(engine, collection, query, per_file)]
         fetch = min(MAX_CANDIDATES, wanted * GLOB_FACTOR)

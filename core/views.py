@@ -85,8 +85,10 @@ def anonymous_status(store: ObjectStore, settings: Settings, path: str) -> dict[
 def status(
     store: ObjectStore, settings: Settings, tenant: str, path: str, logical_repo_id: str | None,
     count_points: Callable[[str, str], int | None] | None = None,
+    index_status: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """The sequence record, plus the indexed point count when `count_points` is given."""
+    """The sequence record, plus the indexed point count when `count_points` is given, and
+    what serves the workspace's collection (drift, a reindex in progress) with `index_status`."""
     ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
     pending = head.pending if head else None
     indexed = None  # no indexing: nothing to count
@@ -111,6 +113,7 @@ def status(
             else None
         ),
         "indexed_points": indexed,
+        "index": index_status(head.collection_name) if index_status is not None and head else None,
         "status": _state(head),
         "server_info": _server_info(store, settings),
     }

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -29,6 +30,7 @@ log = logging.getLogger("functions")
 Handler = Callable[[flask.Request], flask.Response]
 READ_ONLY = ("GET", "HEAD")  # every GET endpoint: a HEAD answers as the GET, without the body
 SMALL_BODY = 16 * 1024  # JSON bodies read before authenticating (/auth/*)
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> flask.Response:
@@ -207,3 +209,16 @@ def require_method(request: flask.Request, *methods: str) -> None:
     """405 METHOD_NOT_ALLOWED, with `Allow: <methods>`, unless the request uses one of them."""
     if request.method not in methods:
         raise MethodNotAllowed(methods)
+
+
+def same_host(origin: str, host: str) -> bool:
+    """Whether `origin` names `host` (the Host header): same name, and its port, or the
+    scheme's default when the Host names none (a proxy terminating TLS before us)."""
+    try:
+        page, here = urlsplit(origin), urlsplit("//" + host)
+        page_port, here_port = page.port, here.port
+    except ValueError:
+        return False
+    if page.scheme not in DEFAULT_PORTS or not page.hostname or page.hostname != here.hostname:
+        return False
+    return (page_port or DEFAULT_PORTS[page.scheme]) == (here_port or DEFAULT_PORTS[page.scheme])

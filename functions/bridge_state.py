@@ -23,5 +23,6 @@ def bridge_state(request: flask.Request) -> flask.Response:
         workspace=request.args.get("workspace", ""),
         repo_name=request.args.get("repo_name", ""),
         indexer=context.indexer,
+        rebuild_of=lambda name: context.reindexing.read(name)[0],
     )
     return json_response(200, answer)

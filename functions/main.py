@@ -5,6 +5,8 @@
     deletion             HTTP: DELETE /api/v1/delta/workspace, DELETE /api/v1/delta/collection
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
+    admin                HTTP: the admin console, /admin and its sub-paths, and the admin
+                         API /api/v1/admin/reindex[/abort]
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
@@ -28,6 +30,8 @@ import functions_framework  # noqa: E402
 from core.context import service_context  # noqa: E402
 from core.errors import NotFound  # noqa: E402
 from functions._http import handled  # noqa: E402
+from functions.admin import admin as _admin  # noqa: E402
+from functions.admin_api import reindex as _reindex  # noqa: E402
 from functions.auth import auth as _auth  # noqa: E402
 from functions.auth import auth_login as _auth_login  # noqa: E402
 from functions.auth import auth_login_password as _auth_login_password  # noqa: E402
@@ -71,11 +75,14 @@ ROUTES = {
     "/auth/login": _auth_login,
     "/auth/login/password": _auth_login_password,
     "/auth/users": _auth_users,
+    "/api/v1/admin/reindex": _reindex,
+    "/api/v1/admin/reindex/abort": _reindex,
     # deletion (functions/workspace.py)
     "/api/v1/delta/workspace": _delete_workspace,
     "/api/v1/delta/collection": _delete_collection,
 }
 BUNDLES = "/api/v1/delta/bundles/"
+ADMIN = "/admin"
 
 
 
@@ -106,6 +113,15 @@ bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
 mcp = functions_framework.http(_with_probes(_mcp))
+
+
+def _admin_surface(request: flask.Request) -> flask.Response:
+    """The admin target: the console, and the admin API it acts through."""
+    path = request.path.rstrip("/")
+    return _reindex(request) if path.startswith("/api/v1/admin/reindex") else _admin(request)
+
+
+admin = functions_framework.http(_with_probes(_admin_surface))
 deletion = functions_framework.http(_with_probes(_deletion))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
@@ -120,4 +136,6 @@ def service(request: flask.Request) -> flask.Response:
     """Router target: every function on one port, by path (each handles its own errors)."""
     path = request.path.rstrip("/") or "/"
     handler = ROUTES.get(path) or (_bundle_state if path.startswith(BUNDLES) else _not_found)
+    if path == ADMIN or path.startswith(ADMIN + "/"):
+        handler = _admin
     return handler(request)

@@ -25,7 +25,6 @@ import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
 from wsgiref.types import WSGIApplication
 
 import flask
@@ -39,13 +38,12 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.models import parse_json
-from functions._http import caller, handled, require_method, small_body
+from functions._http import caller, handled, require_method, same_host, small_body
 
 if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 TENANT = "delta_upload.tenant"  # the WSGI environ key the tools read the tenant from (headers are HTTP_*)
-DEFAULT_PORTS = {"http": 80, "https": 443}
 START_SECS = 30.0  # the SDK's task group starting on the loop thread
 AFTER_ANSWER_SECS = 5.0  # an SDK task still running once its answer is sent (a2wsgi's wait)
 STOP_SECS = 5.0
@@ -76,21 +74,8 @@ def _same_origin(request: flask.Request) -> None:
     or any site a user visits could call tools with the user's credentials (or, with
     AUTH_MODE=none, with none)."""
     origin = request.headers.get("Origin")
-    if origin is not None and not _same_host(origin, request.host):
+    if origin is not None and not same_host(origin, request.host):
         raise Forbidden("a page of another origin may not call /mcp")
-
-
-def _same_host(origin: str, host: str) -> bool:
-    """Whether `origin` names `host` (the Host header): same name, and its port, or the
-    scheme's default when the Host names none (a proxy terminating TLS before us)."""
-    try:
-        page, here = urlsplit(origin), urlsplit("//" + host)
-        page_port, here_port = page.port, here.port
-    except ValueError:
-        return False
-    if page.scheme not in DEFAULT_PORTS or not page.hostname or page.hostname != here.hostname:
-        return False
-    return (page_port or DEFAULT_PORTS[page.scheme]) == (here_port or DEFAULT_PORTS[page.scheme])
 
 
 def _check_message(message: Any) -> None:

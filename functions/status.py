@@ -30,6 +30,7 @@ def status(request: flask.Request) -> flask.Response:
         path = request.args.get("workspace_path", "")
         return json_response(200, views.anonymous_status(context.store, context.settings, path))
     counter = context.indexer.count_points if context.indexer is not None else None
+    index = context.reindexing.index_status if context.indexer is not None else None
     answer = views.status(context.store, context.settings, **workspace_args(request),
-                          count_points=counter)
+                          count_points=counter, index_status=index)
     return json_response(200, answer)

@@ -80,6 +80,11 @@ class Sessions:
         return Identity(tenant=record.tenant, user_id=record.user_id, username=record.username,
                         admin=record.admin)
 
+    def end(self, session_id: str) -> None:
+        """Sign-out: the session's record is removed; an unknown id is nothing to do."""
+        if SESSION_ID.fullmatch(session_id):
+            self._forget(session_key(session_digest(session_id)))
+
     def _extend(self, key: str, record: SessionRecord, etag: str, now: float) -> None:
         # Sliding expiry, written only over the version just read:
         #   put_if_match(etag) wins           -> expires_at = now + TTL

@@ -18,6 +18,9 @@ from typing import Any
 
 WINDOW_LINES = 120
 WINDOW_OVERLAP = 20
+# recorded by every collection (`Layout`): a change of how files are cut into chunks
+# changes the version, and collections chunked otherwise report drift until reindexed
+CHUNKER_VERSION = f"defs-1/lines-{WINDOW_LINES}-{WINDOW_OVERLAP}"
 
 # language -> (module, function returning the grammar)
 GRAMMARS = {

@@ -1,6 +1,11 @@
 """The indexing step of the pipeline: one object per process, Qdrant errors mapped here.
 
-The embedder is loaded on first use (cold starts stay short). Qdrant failures
+The embedder is loaded on first use (cold starts stay short). A served
+collection name is resolved to its physical collection on every use (`served`),
+and writes name the physical one: a reindex may switch the alias meanwhile, and
+what a collection was built with decides how its points are made (its lexical
+version; dense vectors only where its embedder is the running one, else the
+points go lexical-only and its searches too, until it is reindexed). Qdrant failures
 that a retry can cure become `IndexUnavailable` (503 with Retry-After); a
 request Qdrant refuses as malformed is a `ProcessingError`.
 """
@@ -10,15 +15,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
 from core.indexing.commits import COMMIT_WORKSPACE, index_commits
-from core.indexing.embedders import Embedder, open_embedder
+from core.indexing.embedders import Embedder, NoEmbedder, open_embedder
 from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
+from core.indexing.engines.base import recorded_lexical, refuse
 from core.indexing.sync import IndexTarget, QdrantSync, ReadBefore
 from core.models import GitCommit, IndexingStats
 from core.qdrant import QdrantHandle
@@ -26,6 +33,17 @@ from core.workspace import ApplyPlan
 
 T = TypeVar("T")
 WARM_FILES = 32  # a plan writing this many files likely has a batch for the helper
+
+
+@dataclass(frozen=True)
+class Served:
+    """A collection as one request uses it: the physical collection behind the name now,
+    and how its points are made."""
+
+    name: str  # as served (the alias)
+    physical: str
+    lexical: str  # `core.indexing.lexical` version
+    dense: bool  # whether the running embedder's vectors belong in it
 
 
 class Indexer:
@@ -36,7 +54,7 @@ class Indexer:
         self._opened: Embedder | None = None  # the one opened here (tests may put another)
         self._helper: EmbeddingProcess | None = None
         self._ready: set[str] = set()
-        self._lexical: dict[str, str] = {}
+        self._built: dict[str, tuple[str, bool]] = {}  # physical -> (lexical, dense): never changes
         self._lock = threading.Lock()
 
     @property
@@ -71,33 +89,36 @@ class Indexer:
         """What this process's points are made with (`core.indexing.engines.base.Layout`)."""
         return Layout(self.embedder.name, self.embedder.dim)
 
-    def prepare(self, collection: str) -> None:
-        """Create or check the collection (once per process and collection)."""
-        if collection in self._ready:
-            return
+    def prepare(self, collection: str) -> Served:
+        """Create the collection if it is missing (checked once per process and name) and
+        resolve it (on every call: a reindex may have switched it)."""
         with _qdrant_errors():
             engine = self.qdrant.engine()
-            engine.ensure_collection(collection, self.layout)
-            self._lexical[collection] = engine.lexical_version(collection)
-        self._ready.add(collection)
+            if collection not in self._ready:
+                engine.ensure_collection(collection, self.layout)
+                self._ready.add(collection)
+            try:
+                return self.served(engine, collection)
+            except IndexUnavailable:  # deleted since (`core.deletion`, another instance): anew
+                engine.ensure_collection(collection, self.layout)
+                return self.served(engine, collection)
 
-    @contextmanager
-    def _forgotten_on_failure(self, collection: str) -> Iterator[None]:
-        """A failed write makes the next upload check the collection again: another
-        instance may have deleted it (`core.deletion`), and then the retry re-creates it."""
-        try:
-            yield
-        except Exception:
-            self._ready.discard(collection)
-            raise
+    def served(self, engine: IndexEngine, collection: str) -> Served:
+        """`collection` (a served or a physical name) as it is now; CollectionNotFound-like
+        `IndexUnavailable` if it does not exist."""
+        physical = engine.resolve(collection)
+        if physical is None:
+            raise IndexUnavailable(f"no collection {collection!r}", retry_after_s=1)
+        built = self._built.get(physical)
+        if built is None:
+            info = engine.built_with(physical)
+            refuse(collection, self.layout.problems(info))
+            built = self._built[physical] = (recorded_lexical(info), self.layout.dense_usable(info))
+        return Served(collection, physical, *built)
 
-    def lexical_of(self, engine: IndexEngine, collection: str) -> str:
-        """The lexical version `collection` was made with: its points are written and
-        queried that way (`core.indexing.lexical`); read once per process."""
-        version = self._lexical.get(collection)
-        if version is None:
-            version = self._lexical[collection] = engine.lexical_version(collection)
-        return version
+    def embedder_for(self, served: Served) -> Embedder:
+        """The embedder whose vectors `served` takes: none where it was built with another."""
+        return self.embedder if served.dense else NoEmbedder()
 
     @property
     def max_file_bytes(self) -> int:
@@ -105,30 +126,35 @@ class Indexer:
 
     def index(self, target: IndexTarget, plan: ApplyPlan, bundle: Bundle, before: ReadBefore,
               fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine,
-              checkpoint: Callable[[str], None] = lambda point: None) -> IndexingStats:
+              checkpoint: Callable[[str], None] = lambda point: None,
+              scan_paths: bool | None = None) -> IndexingStats:
         """Bring `target` in line with `plan`; `before` reads the files the bundle replaces,
-        `fence` wraps the engine so that every write is the claim's (`core.fence`)."""
-        self.prepare(target.collection)
+        `fence` wraps the engine so that every write is the claim's (`core.fence`).
+        `target.collection` is a physical collection (`prepare`)."""
         engine = self.qdrant.engine()
-        embed = self._bulk()
-        if self._helper is not None and len(plan.writes) >= WARM_FILES:
+        with _qdrant_errors():
+            served = self.served(engine, target.collection)
+        embedder = self.embedder_for(served)
+        embed = self._bulk() if embedder.dim else embedder.embed
+        if self._helper is not None and embedder.dim and len(plan.writes) >= WARM_FILES:
             self._helper.warm()
-        sync = QdrantSync(fence(engine), self.embedder, target, before, embed=embed,
+        sync = QdrantSync(fence(engine), embedder, target, before, embed=embed,
                           max_file_bytes=self.max_file_bytes,
                           # where metadata.path is indexed, a filter there is cheap
-                          scan_paths=engine.kind != "memory",
-                          lexical=self._lexical[target.collection])
-        with self._forgotten_on_failure(target.collection), _qdrant_errors():
+                          scan_paths=engine.kind != "memory" if scan_paths is None else scan_paths,
+                          lexical=served.lexical)
+        with _qdrant_errors():
             return sync.run(plan, bundle, checkpoint)
 
     def index_commits(self, target: IndexTarget, commits: list[GitCommit],
                       fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine) -> int:
         """Index the commits of a bundle's git history that `target` lacks; how many."""
-        self.prepare(target.collection)
-        with self._forgotten_on_failure(target.collection), _qdrant_errors():
-            return index_commits(fence(self.qdrant.engine()), self.embedder, target.collection,
+        engine = self.qdrant.engine()
+        with _qdrant_errors():
+            served = self.served(engine, target.collection)
+            return index_commits(fence(engine), self.embedder_for(served), target.collection,
                                  target.workspace, commits, target.bundle_id, target.sequence,
-                                 lexical=self._lexical[target.collection])
+                                 lexical=served.lexical)
 
     def count_points(self, collection: str, workspace: str) -> int | None:
         """Code points indexed for a workspace, or None when Qdrant cannot say right now."""
@@ -148,13 +174,14 @@ class Indexer:
         points are deleted, so a collection being rebuilt is handled in one place."""
         with _qdrant_errors():
             engine = self.qdrant.engine()
-            if not engine.collection_exists(collection):
+            physical = engine.resolve(collection)
+            if physical is None:
                 return 0
             removed = 0
             for where in ({"workspace": ws}, {COMMIT_WORKSPACE: ws}):
-                found = engine.count(collection, dict(where))
+                found = engine.count(physical, dict(where))
                 if found:
-                    fence(engine).delete_where(collection, dict(where))
+                    fence(engine).delete_where(physical, dict(where))
                     removed += found
             return removed
 
@@ -166,7 +193,6 @@ class Indexer:
             existed = engine.collection_exists(collection)
             engine.drop_collection(collection)
         self._ready.discard(collection)
-        self._lexical.pop(collection, None)
         return existed
 
     def call(self, fn: Callable[[IndexEngine], T]) -> T:

@@ -228,7 +228,7 @@ def test_a_collection_made_before_bm25_is_written_and_searched_with_counts(harne
     harness.upload(BundleBuilder(collection_name=COLLECTION).created("headers.py", TWO_FUNCTIONS))
     stored = list(harness.engine.inner.scroll(COLLECTION, None, vectors=True))
     assert stored and all(v == int(v) for p in stored for v in (p.sparse or ([], []))[1])
-    assert harness.indexer.lexical_of(harness.engine, COLLECTION) == lexical.TF
+    assert harness.indexer.served(harness.engine, COLLECTION).lexical == lexical.TF
     found = hybrid_search(harness.engine, harness.embedder, COLLECTION, WS, "parse_header", 1)
     assert [h.path for h in found] == ["headers.py"]
 

@@ -28,9 +28,11 @@ class ServiceProcess:
     is the embedded default, Qdrant Edge, in a folder of its own beside its log (kept
     across restarts of this instance) unless `env` names one."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, target: str = "service") -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, env: dict[str, str], log_path: Path, target: str = "service",
+                 host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         own_index = log_path.parent / f"{log_path.stem}-qdrant-{self.port}"
         self.env = {**os.environ, "QDRANT_URL": str(own_index), **env}
         self.log_path = log_path
@@ -40,7 +42,7 @@ class ServiceProcess:
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         # the launcher `make run` and the image use: functions-framework plus the HTTP limits
         command = [sys.executable, "-m", "functions.serve", "--source", str(ROOT / "functions" / "main.py"),
-                   "--target", self.target, "--host", "127.0.0.1", "--port", str(self.port)]
+                   "--target", self.target, "--host", self.host, "--port", str(self.port)]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,11 +1,11 @@
-"""Which `Origin` names the request's own host (`functions.mcp._same_host`): a browser page
+"""Which `Origin` names the request's own host (`functions._http.same_host`): a browser page
 may call /mcp only from the service's host, behind a TLS-terminating proxy too."""
 
 from __future__ import annotations
 
 import pytest
 
-from functions.mcp import _same_host
+from functions._http import same_host
 
 
 @pytest.mark.parametrize(("origin", "host", "same"), [
@@ -23,4 +23,4 @@ from functions.mcp import _same_host
     ("http://mcp.example.com:99999", "mcp.example.com", False),  # not a port
 ])
 def test_same_host(origin: str, host: str, same: bool) -> None:
-    assert _same_host(origin, host) is same
+    assert same_host(origin, host) is same

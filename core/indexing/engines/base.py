@@ -9,6 +9,16 @@ own engine embedded in the process (`core.indexing.engines.edge`, the default of
 IDF modifier, keyword payload indexes on every field the service filters on,
 and metadata saying what built the collection (`Layout`), checked on each open.
 
+Collections are served through aliases: a client-facing (logical) name such as
+`<tenant>--<name>` is an alias of a physical collection `<logical>~<12 hex>` (`~`
+never occurs in a logical name, `core.names`), so a rebuilt index replaces the
+served one in one atomic switch (`switch_alias`): a Qdrant alias on a server, an
+alias file replaced in one rename on Qdrant Edge. Every call below takes either
+name; reads and writes through the logical name follow the switch. A collection
+made before aliases existed (a real collection with the logical name) is still
+served as it is; Edge moves it behind an alias when it opens the folder, a
+server's is moved by its first reindex (`core.reindex`).
+
 Points cross this interface as plain values (`NewPoint`, `StoredPoint`, ids as
 strings), so no engine's classes leak into the pipeline; filters are `Where`:
 each key must equal the value, or one of the values of a list, or start with a
@@ -17,11 +27,13 @@ each key must equal the value, or one of the values of a list, or start with a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.errors import DeltaError
+from core.indexing.chunker import CHUNKER_VERSION
 from core.indexing.lexical import BM25, TF
 from core.indexing.lexical import VERSIONS as LEXICAL_VERSIONS
 
@@ -36,6 +48,8 @@ PAYLOAD_INDEXES = ("workspace", "metadata.path", "metadata.language", "chunk_has
 LEXICAL_VERSION = BM25
 LEXICAL_UNRECORDED = TF  # what collections made before metadata recorded it hold
 LAYOUT = 1
+PHYSICAL_MARK = "~"  # separates a physical collection's logical name from its suffix
+MAX_LOGICAL_PART = 240  # of the logical name kept in a physical one (Qdrant's limit: 255)
 
 Sparse = tuple[list[int], list[float]]
 
@@ -57,32 +71,59 @@ class CollectionIncompatible(DeltaError):
 
 @dataclass(frozen=True)
 class Layout:
-    """What a collection's vectors were made with; two differing layouts never mix."""
+    """What a collection's points are made with. A collection records it when it is made
+    (`metadata`), and `drift` tells how one differs from what the service runs now."""
 
     embedder: str
     dim: int  # 0: no dense vector
     lexical: str = LEXICAL_VERSION
+    chunker: str = CHUNKER_VERSION
 
     def metadata(self) -> dict[str, Any]:
-        return {"embedder": self.embedder, "dim": self.dim, "layout": LAYOUT, "lexical": self.lexical}
+        return {"embedder": self.embedder, "dim": self.dim, "layout": LAYOUT, "lexical": self.lexical,
+                "chunker": self.chunker}
 
-    def problems(self, recorded: dict[str, Any], dense_size: int | None, has_idf: bool) -> list[str]:
-        """Why a collection with this metadata and vectors cannot take this layout's points.
-        Metadata written before `lexical` was recorded had LEXICAL_UNRECORDED."""
+    def problems(self, info: dict[str, Any]) -> list[str]:
+        """Why a collection described by `info` (`IndexEngine.built_with`) cannot take this
+        service's points at all. Other vectors are no such reason: the points then go
+        without dense vectors (`dense_usable`) until the collection is reindexed."""
         found = []
-        if self.dim and dense_size != self.dim:
-            found.append(f"needs a '{DENSE}' vector of size {self.dim}")
-        if not self.dim and dense_size:
-            found.append("has dense vectors but EMBEDDING_MODEL=none")
-        if not has_idf:
+        if not info.get("idf"):
             found.append(f"needs a sparse '{LEXICAL}' vector with the IDF modifier")
-        embedder = recorded.get("embedder")
-        if embedder is not None and embedder != self.embedder:
-            found.append(f"was built with embedder {embedder!r}, not {self.embedder!r}")
-        lexical = recorded_lexical(recorded)
+        lexical = recorded_lexical(info)
         if lexical not in LEXICAL_VERSIONS:
             found.append(f"has lexical vectors of version {lexical!r}, which this service does not "
                          f"make (it makes {', '.join(LEXICAL_VERSIONS)})")
+        return found
+
+    def dense_usable(self, info: dict[str, Any]) -> bool:
+        """Whether this service's dense vectors belong in the collection: same embedder
+        (or none recorded, as before metadata existed) and the same size."""
+        embedder = info.get("embedder")
+        return bool(self.dim) and info.get("dense") == self.dim and embedder in (None, self.embedder)
+
+    def drift(self, info: dict[str, Any]) -> list[str]:
+        """How the collection differs from what this service builds now (empty: up to
+        date), each a reason to reindex it."""
+        found = self.problems(info)
+        embedder, dense = info.get("embedder"), info.get("dense")
+        if embedder is not None and embedder != self.embedder:
+            found.append(f"built with embedder {embedder!r}, the service runs {self.embedder!r}: "
+                         "searches use lexical vectors only")
+        elif self.dim and dense != self.dim:
+            found.append(f"dense vectors of size {dense or 0}, the embedder makes {self.dim}: "
+                         "searches use lexical vectors only")
+        elif not self.dim and dense:
+            found.append("has dense vectors but EMBEDDING_MODEL=none")
+        lexical = recorded_lexical(info)
+        if lexical in LEXICAL_VERSIONS and lexical != self.lexical:
+            found.append(f"lexical vectors of version {lexical!r}, new collections get {self.lexical!r}")
+        chunker = info.get("chunker")
+        if chunker != self.chunker:
+            found.append(f"chunked by {chunker!r}, the service chunks by {self.chunker!r}"
+                         if chunker else "records no chunker version (made before it was recorded)")
+        if not info.get("aliased", True):
+            found.append("served without an alias (made before aliases): reindex it to move it behind one")
         return found
 
 
@@ -94,9 +135,18 @@ def recorded_lexical(recorded: dict[str, Any]) -> str:
 def refuse(name: str, problems: list[str]) -> None:
     if problems:
         raise CollectionIncompatible(
-            f"Qdrant collection {name!r} {'; '.join(problems)}: use another COLLECTION_NAME "
-            "or EMBEDDING_MODEL, or re-create the collection"
+            f"Qdrant collection {name!r} {'; '.join(problems)}: reindex it "
+            "(POST /api/v1/admin/reindex) or use another COLLECTION_NAME"
         )
+
+
+def physical_name(logical: str) -> str:
+    """A new physical collection for `logical`: never a logical name, never reused."""
+    return f"{logical[:MAX_LOGICAL_PART]}{PHYSICAL_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def is_physical(name: str) -> bool:
+    return PHYSICAL_MARK in name
 
 
 @dataclass
@@ -146,10 +196,39 @@ class IndexEngine(Protocol):
     def close(self) -> None: ...
 
     def ensure_collection(self, name: str, layout: Layout) -> None:
-        """Create `name` with `layout`, or check that it has it (CollectionIncompatible)."""
+        """Create `name` (a physical collection behind the alias `name`) with `layout`, or
+        check that the one it names can take points (CollectionIncompatible)."""
         ...
 
     def collection_exists(self, name: str) -> bool: ...
+    def resolve(self, name: str) -> str | None:
+        """The physical collection `name` serves from (itself if it is one), or None."""
+        ...
+
+    def built_with(self, name: str) -> dict[str, Any]:
+        """What built the collection: its `Layout.metadata`, plus `dense` (the dense
+        vector's size, 0 if none), `idf` and `aliased` (False: a pre-alias collection)."""
+        ...
+
+    def logical_collections(self) -> list[str]:
+        """Every served name: aliases, and pre-alias collections served by their own name."""
+        ...
+
+    def create_physical(self, logical: str, layout: Layout) -> str:
+        """A new, empty physical collection for `logical` (not served until switched to)."""
+        ...
+
+    def switch_alias(self, logical: str, physical: str) -> None:
+        """Serve `logical` from `physical`, in one atomic step."""
+        ...
+
+    def drop_physical(self, physical: str) -> None:
+        """Remove a physical collection (idempotent); never one an alias serves."""
+        ...
+
+    def drop_collection(self, name: str) -> None:
+        """Remove a served name and the physical collection behind it (idempotent)."""
+        ...
     def lexical_version(self, name: str) -> str:
         """How the collection's lexical vectors are made (its recorded version)."""
         ...
@@ -165,11 +244,6 @@ class IndexEngine(Protocol):
     def delete(self, collection: str, ids: list[str]) -> None: ...
     def delete_where(self, collection: str, where: Where) -> None:
         """Delete every point that matches `where` (a workspace's, on its deletion)."""
-        ...
-
-    # collections, on deletion (`core.deletion`)
-    def drop_collection(self, name: str) -> None:
-        """Delete the collection and its points if it exists (idempotent)."""
         ...
 
 

@@ -1,14 +1,21 @@
 """Qdrant Edge: Qdrant's own engine (storage format, HNSW, payload indexes, IDF, RRF)
 embedded in the process, through qdrant-edge-py. The default of `make run`.
 
-A folder (`QDRANT_URL`) holds one shard per collection:
+A folder (`QDRANT_URL`) holds one shard per physical collection, and the aliases
+that serve them:
 
-    <folder>/collections/<name>/shard/            the Edge shard (segments, WAL)
-    <folder>/collections/<name>/collection.json   what built it (`Layout.metadata`)
+    <folder>/collections/<physical>/shard/            the Edge shard (segments, WAL)
+    <folder>/collections/<physical>/collection.json   what built it (`Layout.metadata`)
+    <folder>/aliases.json                             logical name -> physical collection
 
 A collection is made in a scratch folder beside it and renamed into place with
 its metadata and payload indexes, so a crash leaves either no collection or a
-whole one. A shard's WAL is locked by the process that opened it: one process
+whole one. The alias file is replaced whole (write, fsync, rename), so a switch
+is atomic on disk as in memory. A collection folder named after its logical name
+(made before aliases) is moved behind an alias when the folder is opened: the
+alias is written first, naming the physical folder, then the folder is renamed;
+a crash between leaves an alias whose folder still has the old name, which the
+next open renames. A shard's WAL is locked by the process that opened it: one process
 serves a folder (`make run` runs one worker), as with any embedded database.
 
 HNSW is built when it pays: a shard is optimised in a background thread once
@@ -46,7 +53,9 @@ from core.indexing.engines.base import (
     StoredPoint,
     Where,
     engine_filter,
+    is_physical,
     matches,
+    physical_name,
     recorded_lexical,
     refuse,
     stored_point,
@@ -58,6 +67,7 @@ BATCH = 512
 PAGE = 1024
 RRF_K = 2  # a Qdrant server's default, so both engines rank alike
 METADATA = "collection.json"
+ALIASES = "aliases.json"
 IDLE_SECS = 5.0  # no write for this long before an optimisation starts
 SCRATCH = ".creating-"
 
@@ -83,8 +93,9 @@ class EdgeEngine:
         self.collections.mkdir(parents=True, exist_ok=True)
         for leftover in self.collections.glob(SCRATCH + "*"):
             shutil.rmtree(leftover, ignore_errors=True)  # a creation a crash interrupted
+        self._aliases: dict[str, str] = self._read_aliases()
+        self._move_behind_aliases()
         self._shards: dict[str, Any] = {}
-        self._dropped: set[str] = set()  # deleted here (`drop_collection`): no optimisation of it
         self._written: dict[str, int] = {}  # points upserted since the last optimisation
         self._optimising: threading.Thread | None = None
         self.idle_secs = idle_secs
@@ -110,20 +121,108 @@ class EdgeEngine:
     # collections --------------------------------------------------------------
     def ensure_collection(self, name: str, layout: Layout) -> None:
         with self._lock:
-            if not (self.collections / name).is_dir():
-                self._create(name, layout)
-            self._dropped.discard(name)
-        recorded = json.loads((self.collections / name / METADATA).read_text())
-        shard_config = recorded.get("vectors", {})
-        refuse(name, layout.problems(recorded, shard_config.get(DENSE), recorded.get("idf", False)))
+            if self._physical(name) is None:
+                physical = self._create(name if is_physical(name) else physical_name(name), layout)
+                if not is_physical(name):
+                    self._set_aliases({**self._aliases, name: physical})
+        refuse(name, layout.problems(self.built_with(name)))
 
     def collection_exists(self, name: str) -> bool:
-        return (self.collections / name / METADATA).is_file()
+        return self._physical(name) is not None
+
+    def resolve(self, name: str) -> str | None:
+        return self._physical(name)
 
     def lexical_version(self, name: str) -> str:
-        return recorded_lexical(json.loads((self.collections / name / METADATA).read_text()))
+        return recorded_lexical(self.built_with(name))
 
-    def _create(self, name: str, layout: Layout) -> None:
+    def built_with(self, name: str) -> dict[str, Any]:
+        physical = self._physical(name)
+        if physical is None:
+            raise IndexUnavailable(f"no collection {name!r} in the embedded index")
+        recorded = json.loads((self.collections / physical / METADATA).read_text())
+        return {**recorded, "dense": recorded.get("vectors", {}).get(DENSE, 0),
+                "idf": recorded.get("idf", False), "aliased": True}
+
+    def logical_collections(self) -> list[str]:
+        with self._lock:
+            return sorted(name for name, physical in self._aliases.items()
+                          if (self.collections / physical / METADATA).is_file())
+
+    def create_physical(self, logical: str, layout: Layout) -> str:
+        with self._lock:
+            return self._create(physical_name(logical), layout)
+
+    def switch_alias(self, logical: str, physical: str) -> None:
+        with self._lock:
+            if not (self.collections / physical / METADATA).is_file():
+                raise IndexUnavailable(f"no collection {physical!r} in the embedded index")
+            self._set_aliases({**self._aliases, logical: physical})
+
+    def drop_physical(self, physical: str) -> None:
+        with self._lock:
+            if physical in self._aliases.values():
+                raise ValueError(f"{physical!r} is being served: drop its alias instead")
+            self._drop(physical)
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            physical = self._aliases.get(name)
+            if physical is not None:
+                self._set_aliases({k: v for k, v in self._aliases.items() if k != name})
+                self._drop(physical)
+            elif is_physical(name):
+                self._drop(name)
+
+    def _physical(self, name: str) -> str | None:
+        physical = self._aliases.get(name, name)
+        return physical if (self.collections / physical / METADATA).is_file() else None
+
+    def _drop(self, physical: str) -> None:
+        """Close and remove a physical collection (the lock held)."""
+        shard = self._shards.pop(physical, None)
+        self._written.pop(physical, None)
+        if shard is not None:
+            shard.close()
+        folder = self.collections / physical
+        if folder.is_dir():
+            doomed = self.collections / f"{SCRATCH}{uuid.uuid4().hex}"
+            os.replace(folder, doomed)  # gone from view at once; removed below or at the next open
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def _read_aliases(self) -> dict[str, str]:
+        path = self.folder / ALIASES
+        if not path.is_file():
+            return {}
+        return dict(json.loads(path.read_text())["aliases"])
+
+    def _set_aliases(self, aliases: dict[str, str]) -> None:
+        """Replace the alias file whole: the old one or the new one, never a mix."""
+        path = self.folder / ALIASES
+        temporary = path.with_name(f"{ALIASES}.~tmp~{uuid.uuid4().hex}")
+        with temporary.open("w") as handle:
+            json.dump({"format": 1, "aliases": aliases}, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        self._aliases = aliases
+
+    def _move_behind_aliases(self) -> None:
+        """Serve pre-alias collection folders (named after their logical name) through
+        an alias: alias first, then the rename (a crash between is finished here)."""
+        for folder in sorted(self.collections.iterdir()):
+            name = folder.name
+            if name.startswith(SCRATCH) or is_physical(name) or not (folder / METADATA).is_file():
+                continue
+            physical = self._aliases.get(name)
+            if physical is None:
+                physical = physical_name(name)
+                self._set_aliases({**self._aliases, name: physical})
+            if not (self.collections / physical).exists():
+                os.replace(folder, self.collections / physical)
+                log.warning("embedded collection %r moved behind an alias (physical %r)", name, physical)
+
+    def _create(self, name: str, layout: Layout) -> str:
         qe = self.qe
         scratch = self.collections / f"{SCRATCH}{uuid.uuid4().hex}"
         dense = qe.EdgeVectorParams(size=layout.dim, distance=qe.Distance.Cosine)
@@ -145,14 +244,16 @@ class EdgeEngine:
         metadata = {**layout.metadata(), "vectors": {DENSE: layout.dim} if layout.dim else {}, "idf": True}
         (scratch / METADATA).write_text(json.dumps(metadata, indent=1))
         os.replace(scratch, self.collections / name)
+        return name
 
     def _shard(self, name: str) -> Any:
         with self._lock:
-            shard = self._shards.get(name)
+            physical = self._aliases.get(name, name)
+            shard = self._shards.get(physical)
             if shard is None:
-                if not self.collection_exists(name):
+                if self._physical(name) is None:
                     raise IndexUnavailable(f"no collection {name!r} in the embedded index")
-                shard = self._shards[name] = self._load(name)
+                shard = self._shards[physical] = self._load(physical)
             return shard
 
     def _load(self, name: str) -> Any:
@@ -258,28 +359,6 @@ class EdgeEngine:
         shard.update(self.qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
         self._wrote(collection, 0)
 
-    def drop_collection(self, name: str) -> None:
-        """Close the shard and remove its folder: renamed away first, so a crash part-way
-        leaves a scratch folder that the next start removes, never half a collection. An
-        optimisation of it stops waiting for quiet, and one under way is waited for: its
-        shard is about to close."""
-        with self._lock:
-            self._dropped.add(name)
-            running = self._optimising
-        if running is not None and running.name == f"optimise {name}":
-            running.join()
-        with self._lock:
-            shard = self._shards.pop(name, None)
-            self._written.pop(name, None)
-            if shard is not None:
-                shard.close()
-            folder = self.collections / name
-            if not folder.is_dir():
-                return
-            doomed = self.collections / f"{SCRATCH}{uuid.uuid4().hex}"
-            os.replace(folder, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-
     def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
         return engine_filter(self.qe, where, exclude)
 
@@ -287,6 +366,7 @@ class EdgeEngine:
     def _wrote(self, collection: str, upserted: int) -> None:
         with self._lock:
             self._last_write = time.monotonic()
+            collection = self._aliases.get(collection, collection)  # counted per physical collection
             self._written[collection] = self._written.get(collection, 0) + upserted
             due = [c for c, n in self._written.items() if n >= self.hnsw_min_points]
             if not due or (self._optimising is not None and self._optimising.is_alive()):
@@ -299,8 +379,6 @@ class EdgeEngine:
     def _optimise(self, collection: str) -> None:
         while not self._closing.wait(min(0.5, self.idle_secs)):
             with self._lock:
-                if collection in self._dropped:
-                    return
                 if time.monotonic() - self._last_write >= self.idle_secs:
                     break
         else:

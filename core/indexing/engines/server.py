@@ -1,6 +1,15 @@
 """A Qdrant server through qdrant-client (production, clusters); also qdrant-client's
 in-process `:memory:` mode, a throwaway engine for tests (it keeps no payload
-indexes and is not meant for large collections)."""
+indexes and is not meant for large collections).
+
+Served names are Qdrant aliases of physical collections; point requests name the
+alias and Qdrant resolves it on each request, so a switch (one
+`update_collection_aliases` call, atomic in Qdrant) moves reads and writes at once.
+A pre-alias collection (a real collection with the served name) is served as it
+is until its first reindex, whose switch deletes it and creates the alias in its
+place: Qdrant cannot rename a collection, nor create an alias while a collection
+holds the name, so for that one switch the name is unserved between two requests
+(`core.reindex` retries a search that falls in it)."""
 
 from __future__ import annotations
 
@@ -19,6 +28,8 @@ from core.indexing.engines.base import (
     StoredPoint,
     Where,
     engine_filter,
+    is_physical,
+    physical_name,
     recorded_lexical,
     refuse,
     stored_point,
@@ -70,32 +81,99 @@ class ServerEngine:
 
     # collections --------------------------------------------------------------
     def ensure_collection(self, name: str, layout: Layout) -> None:
+        if self.resolve(name) is None:
+            physical = name if is_physical(name) else physical_name(name)
+            self._create(physical, layout)
+            if physical != name:
+                try:
+                    self._alias_operations([self.models.CreateAliasOperation(
+                        create_alias=self.models.CreateAlias(collection_name=physical, alias_name=name))])
+                except Exception:
+                    self.client.delete_collection(physical)
+                    if self.resolve(name) is None:  # not another instance's alias: a real failure
+                        raise
+        refuse(name, layout.problems(self.built_with(name)))
+
+    def _create(self, physical: str, layout: Layout) -> None:
         m = self.models
-        if not self.client.collection_exists(name):
-            dense = {DENSE: m.VectorParams(size=layout.dim, distance=m.Distance.COSINE)} if layout.dim else {}
-            try:
-                self.client.create_collection(
-                    name, vectors_config=dense,
-                    sparse_vectors_config={LEXICAL: m.SparseVectorParams(modifier=m.Modifier.IDF)},
-                    metadata=layout.metadata(), **self.placement)
-            except Exception:
-                if not self.client.collection_exists(name):  # another instance may have won the race
-                    raise
-            if self.kind == "server":  # the in-process mode keeps no payload indexes
-                for key in PAYLOAD_INDEXES:
-                    self.client.create_payload_index(name, key, m.PayloadSchemaType.KEYWORD)
-        info = self.client.get_collection(name).config
-        vectors = info.params.vectors if isinstance(info.params.vectors, dict) else {}
-        sparse = (info.params.sparse_vectors or {}).get(LEXICAL)
-        refuse(name, layout.problems(getattr(info, "metadata", None) or {},
-                                     vectors[DENSE].size if DENSE in vectors else None,
-                                     sparse is not None and sparse.modifier is not None))
+        dense = {DENSE: m.VectorParams(size=layout.dim, distance=m.Distance.COSINE)} if layout.dim else {}
+        self.client.create_collection(
+            physical, vectors_config=dense,
+            sparse_vectors_config={LEXICAL: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+            metadata=layout.metadata(), **self.placement)
+        if self.kind == "server":  # the in-process mode keeps no payload indexes
+            for key in PAYLOAD_INDEXES:
+                self.client.create_payload_index(physical, key, m.PayloadSchemaType.KEYWORD)
 
     def collection_exists(self, name: str) -> bool:
-        return bool(self.client.collection_exists(name))
+        return self.resolve(name) is not None
+
+    def _aliases(self) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def resolve(self, name: str) -> str | None:
+        aliases = self._aliases()
+        if name in aliases:
+            return aliases[name]
+        return name if self.client.collection_exists(name) else None
 
     def lexical_version(self, name: str) -> str:
-        return recorded_lexical(getattr(self.client.get_collection(name).config, "metadata", None) or {})
+        return recorded_lexical(self.built_with(name))
+
+    def built_with(self, name: str) -> dict[str, Any]:
+        physical = self.resolve(name)
+        if physical is None:
+            raise ValueError(f"no collection {name!r}")
+        info = self.client.get_collection(physical).config
+        vectors = info.params.vectors if isinstance(info.params.vectors, dict) else {}
+        sparse = (info.params.sparse_vectors or {}).get(LEXICAL)
+        return {**(getattr(info, "metadata", None) or {}),
+                "dense": vectors[DENSE].size if DENSE in vectors else 0,
+                "idf": sparse is not None and sparse.modifier is not None,
+                "aliased": physical != name or is_physical(name)}
+
+    def logical_collections(self) -> list[str]:
+        aliases = self._aliases()
+        served = set(aliases.values())
+        legacy = [c.name for c in self.client.get_collections().collections
+                  if not is_physical(c.name) and c.name not in served]
+        return sorted([*aliases, *legacy])
+
+    def create_physical(self, logical: str, layout: Layout) -> str:
+        physical = physical_name(logical)
+        self._create(physical, layout)
+        return physical
+
+    def switch_alias(self, logical: str, physical: str) -> None:
+        m = self.models
+        create = m.CreateAliasOperation(
+            create_alias=m.CreateAlias(collection_name=physical, alias_name=logical))
+        aliases = self._aliases()
+        if logical in aliases:
+            if aliases[logical] != physical:
+                self._alias_operations([m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=logical)),
+                                        create])
+            return
+        if self.client.collection_exists(logical):  # pre-alias: the name is unserved between these two
+            self.client.delete_collection(logical)
+        self._alias_operations([create])
+
+    def drop_physical(self, physical: str) -> None:
+        if physical in self._aliases().values():
+            raise ValueError(f"{physical!r} is being served: drop its alias instead")
+        self.client.delete_collection(physical)
+
+    def drop_collection(self, name: str) -> None:
+        aliases = self._aliases()
+        if name in aliases:
+            m = self.models
+            self._alias_operations([m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=name))])
+            self.client.delete_collection(aliases[name])
+        elif self.client.collection_exists(name):
+            self.client.delete_collection(name)
+
+    def _alias_operations(self, operations: list[Any]) -> None:
+        self.client.update_collection_aliases(change_aliases_operations=operations)
 
     # reads --------------------------------------------------------------------
     def retrieve(self, collection: str, ids: list[str], vectors: bool) -> list[StoredPoint]:
@@ -164,10 +242,6 @@ class ServerEngine:
     def delete_where(self, collection: str, where: Where) -> None:
         selector = self.models.FilterSelector(filter=self._filter(where))
         self.client.delete(collection, points_selector=selector, wait=True, ordering=self.ordering)
-
-    def drop_collection(self, name: str) -> None:
-        if self.client.collection_exists(name):
-            self.client.delete_collection(name)
 
     def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
         return engine_filter(self.models, where, exclude)
