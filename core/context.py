@@ -85,7 +85,7 @@ class ServiceContext:
     @cached_property
     def deletion(self) -> Deleter:
         """Deletes a tenant's workspaces and collections (`core.deletion`)."""
-        return Deleter(self.settings, self.store, self.indexer)
+        return Deleter(self.settings, self.store, self.indexer, rebuilds=self.reindexing.building_target)
 
 
 _lock = threading.Lock()

@@ -29,7 +29,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, cast
 
@@ -93,10 +93,14 @@ def workspace_prefixes(ws: str) -> tuple[str, ...]:
 class Deleter:
     """Deletes workspaces and collections of a tenant; stateless between calls."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, indexer: Indexer | None) -> None:
+    def __init__(self, settings: Settings, store: ObjectStore, indexer: Indexer | None,
+                 rebuilds: Callable[[str], str | None] = lambda collection: None) -> None:
         self.settings = settings
         self.store = store
         self.indexer = indexer
+        # the collection a reindex builds for a served one, if any (`core.reindex`): the
+        # workspace's points go there too, or the switch would bring them back
+        self.rebuilds = rebuilds
         self.faults = Faults.parse(settings.fault_injection)
 
     def delete_workspace(self, tenant: str, workspace_path: str,
@@ -191,8 +195,10 @@ class Deleter:
         if self.indexer is None:
             return 0
         indexer = self.indexer
+        collections = self._collections(ws, head)
+        collections |= {built for c in collections if (built := self.rebuilds(c)) is not None}
         return sum(indexer.delete_workspace_points(collection, ws, lease.qdrant)
-                   for collection in sorted(self._collections(ws, head)))
+                   for collection in sorted(collections))
 
     def _collections(self, ws: str, head: HeadRecord) -> set[str]:
         journal = list(self.store.list(f"workspaces/{ws}/journal/"))
