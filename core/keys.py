@@ -198,3 +198,35 @@ def session_key(digest_hex: str) -> str:
 def login_failures_key(kind: str, subject: str) -> str:
     """Failed logins of a user name or client address (`kind`), by a digest of it."""
     return f"auth/login-failures/{kind}-{_digest('login', kind, subject.casefold())}.json"
+
+
+# prefixes the retention sweep lists (core/retention.py) ------------------------------
+WORKSPACES_PREFIX = "workspaces/"
+
+
+def journal_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/journal/"
+
+
+def journal_sequence(key: str) -> int | None:
+    """The sequence number of a journal key, None for any other name."""
+    name = key.rsplit("/", 1)[-1]
+    digits = name.removesuffix(".json")
+    return int(digits) if name.endswith(".json") and len(digits) == 12 and digits.isdigit() else None
+
+
+def plans_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/plans/"
+
+
+def intents_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/intents/"
+
+
+def refusals_prefix(ws: str) -> str:
+    return f"workspaces/{ws}/refused/"
+
+
+def incoming_prefix(ws: str, bundle_id: str) -> str:
+    """Every direct upload of one bundle, whichever intent's token named it."""
+    return f"incoming/{ws}/{bundle_id}/"

@@ -10,6 +10,8 @@
     delta_http_requests_total{route,status}  requests answered
     delta_http_request_seconds{route}        request latency
     delta_search_seconds{kind}               searches answered (code, commits) and their latency
+    delta_gc_objects_removed_total{kind}     objects the retention sweep removed (raw_bundle, result, …)
+    delta_gc_bytes_removed_total{kind}       their bytes
 
 Each process keeps its own counters; Prometheus sums over instances. With more
 than one worker per instance (functions-framework's WORKERS), set
@@ -38,6 +40,9 @@ EMBED_SECONDS = Histogram("delta_embed_seconds", "Embedder time per bundle", buc
 HTTP_REQUESTS = Counter("delta_http_requests_total", "HTTP requests answered", ["route", "status"])
 SEARCH_SECONDS = Histogram("delta_search_seconds", "Search latency, by kind (code, commits)", ["kind"],
                            buckets=STEP_BUCKETS)
+GC_OBJECTS = Counter("delta_gc_objects_removed_total", "Objects the retention sweep removed, by kind",
+                     ["kind"])
+GC_BYTES = Counter("delta_gc_bytes_removed_total", "Bytes the retention sweep removed, by kind", ["kind"])
 HTTP_SECONDS = Histogram("delta_http_request_seconds", "HTTP request latency", ["route"],
                          buckets=STEP_BUCKETS)
 REINDEX_FILES = Counter("delta_reindex_files_total", "Tree files indexed by reindex jobs")

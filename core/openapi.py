@@ -251,6 +251,16 @@ def _schemas() -> Schema:
         "JsonRpcAnswer": _object(["jsonrpc", "id"], jsonrpc={"const": "2.0"}, id=RPC_ID,
                                  result={"type": "object"}, error=_component("JsonRpcError")),
         "JsonRpcError": _object(["code", "message"], code={"type": "integer"}, message=STRING, data={}),
+        "GcSummary": _object(["success", "workspaces", "sequences_removed", "objects_removed",
+                              "bytes_removed", "removed", "unfinished_workspaces", "failed_workspaces",
+                              "duration_ms"],
+                             success={"const": True}, workspaces=COUNT, sequences_removed=COUNT,
+                             objects_removed=COUNT, bytes_removed=COUNT,
+                             removed={"type": "object", "additionalProperties": _object(
+                                 ["objects", "bytes"], objects=COUNT, bytes=COUNT)},
+                             unfinished_workspaces=COUNT, failed_workspaces=COUNT,
+                             reindex={"type": "array", "items": _component("ReindexJob")},
+                             duration_ms={"type": "number", "minimum": 0}),
         "CloudEvent": _object(["specversion", "id", "source", "type"], specversion=STRING, id=STRING,
                               source=STRING, type=STRING, subject=STRING, data={}),
     }
@@ -482,6 +492,15 @@ def openapi_document() -> dict[str, Any]:
                                   description="the repo's name; alone, names /work/<repo_name>")],
             "security": secured,
             "responses": {"200": _json(_component("BridgeState")), **_errors(400, 404), **guarded}}),
+        "/api/v1/admin/gc": {"post": {
+            "operationId": "gc", "summary": "One retention sweep of every workspace (README \"Retention\")",
+            "description": "Acts on every tenant: with auth on, CTXCE_AUTH_ADMIN_TOKEN (X-Admin-Token) or "
+                           "an admin user's session (bearer); with AUTH_MODE=none, a loopback client. "
+                           "Any body (at most 16 KiB) is ignored.",
+            "security": [{}, {"adminToken": []}, {"bearer": []}],
+            "parameters": [{"name": "X-Admin-Token", "in": "header", "required": False, "schema": STRING,
+                            "description": "CTXCE_AUTH_ADMIN_TOKEN (auth on)"}],
+            "responses": {"200": _json(_component("GcSummary")), **_errors(403, 413), **guarded}}},
         "/openapi.json": _read_only({"operationId": "openapi", "summary": "This document",
                                      "responses": {"200": _json({"type": "object"}), **_errors(429, 500)}}),
         "/metrics": _read_only({"operationId": "metrics", "summary": "Prometheus metrics of this process",
@@ -499,6 +518,7 @@ def openapi_document() -> dict[str, Any]:
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "API key, JWT or session id (AUTH_MODE)"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "adminToken": {"type": "apiKey", "in": "header", "name": "X-Admin-Token"},
             "session": {"type": "apiKey", "in": "query", "name": "session"},
         }},
     }

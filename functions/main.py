@@ -6,8 +6,11 @@
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     admin                HTTP: the admin console, /admin and its sub-paths, and the admin
-                         API /api/v1/admin/reindex[/abort]
+                         API /api/v1/admin/reindex[/abort] and /api/v1/admin/gc
     bundle_events        HTTP: RGW/AWS notification JSON and CloudEvents
+    gc_sweep             HTTP: one retention sweep (scheduled); /api/v1/admin/gc on service
+                         (not `gc`: functions-framework names its Flask app after the target,
+                         and Flask cannot find a root path for the built-in module of that name)
     on_bundle_uploaded   CloudEvent function (CephSource, Eventarc)
     service              router: every HTTP function above on one port, by path
 
@@ -42,6 +45,7 @@ from functions.bundles import bundle_state as _bundle_state  # noqa: E402
 from functions.events import bundle_events as _bundle_events  # noqa: E402
 from functions.events import on_bundle_uploaded as _on_bundle_uploaded  # noqa: E402
 from functions.file import delta_file as _delta_file  # noqa: E402
+from functions.gc import gc as _gc  # noqa: E402
 from functions.health import health as _health  # noqa: E402
 from functions.manifest import manifest as _manifest  # noqa: E402
 from functions.mcp import mcp as _mcp  # noqa: E402
@@ -77,12 +81,14 @@ ROUTES = {
     "/auth/users": _auth_users,
     "/api/v1/admin/reindex": _reindex,
     "/api/v1/admin/reindex/abort": _reindex,
+    "/api/v1/admin/gc": _gc,
     # deletion (functions/workspace.py)
     "/api/v1/delta/workspace": _delete_workspace,
     "/api/v1/delta/collection": _delete_collection,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 ADMIN = "/admin"
+GC = "/api/v1/admin/gc"
 
 
 
@@ -113,11 +119,14 @@ bridge_state = functions_framework.http(_with_probes(_bridge_state))
 search = functions_framework.http(_with_probes(_search))
 file = functions_framework.http(_with_probes(_delta_file))
 mcp = functions_framework.http(_with_probes(_mcp))
+gc_sweep = functions_framework.http(_with_probes(_gc))
 
 
 def _admin_surface(request: flask.Request) -> flask.Response:
     """The admin target: the console, and the admin API it acts through."""
     path = request.path.rstrip("/")
+    if path == GC:
+        return _gc(request)
     return _reindex(request) if path.startswith("/api/v1/admin/reindex") else _admin(request)
 
 

@@ -40,10 +40,11 @@ BENCHMARKS = [
     ("search", 600),
     ("reindex", 600),
     ("renames", 900),
+    ("retention", 300),
 ]
 # the order of the final table: the figures 1 to 6, then indexing and search
 TABLE_ORDER = ["apply_fs", "apply_s3", "delta", "reupload", "memory", "cold_start", "indexing", "search",
-               "renames", "reindex"]
+               "renames", "reindex", "retention"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

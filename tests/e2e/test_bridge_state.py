@@ -37,6 +37,9 @@ def test_a_workspace_and_its_collection_by_path_by_name_and_by_collection(tmp_pa
                     "previous_collection": None, "indexing_status": "idle", "staging": False,
                     "workspace_key": key, "last_sequence": 1}
         by_path = bridge(service, workspace="/work/myrepo", repo_name="myrepo")
+        physical = by_path.json()["physical_collection"]  # behind the alias "bridged"
+        assert physical.startswith("bridged~")
+        expected.update({"physical_collection": physical, "staging_collection": None})
         assert by_path.status_code == 200 and by_path.json() == expected  # followed the repo id's alias
         assert bridge(service, repo_name="myrepo").json() == expected
         by_collection = bridge(service, collection="bridged")

@@ -257,11 +257,20 @@ def test_a_reindexing_instance_that_dies_at_any_step_is_continued_by_another(roo
     survivor = start(root, "survivor")
     try:
         state = job_of(survivor)
-        assert state["reindex"]["state"] == "switching"  # as the last one left it... or already switched
-        resumed = reindex(survivor, collection_name=COLLECTION)
-        assert resumed.status_code == 202, resumed.text
-        done = wait_until_done(survivor)
+        assert state["reindex"]["state"] == "switching"  # as the last one left it: switched, not recorded
+        staged = requests.get(survivor.url + "/bridge/state", params={"workspace": REPO}, timeout=10).json()
+        assert staged["staging"] is True and staged["staging_collection"] == state["reindex"]["target"]
+        assert staged["physical_collection"] == state["reindex"]["target"]  # the switch itself happened
+        assert staged["previous_collection"] == serving_before
+        # the scheduled run continues a job whose instance died, once its lease ran out
+        time.sleep(state["reindex"]["lease_expires_in_s"] + 0.6)
+        swept = requests.post(survivor.url + "/api/v1/admin/gc", timeout=120)
+        assert swept.status_code == 200, swept.text
+        [resumed] = swept.json()["reindex"]
+        assert resumed["state"] == "done" and resumed["target"] == state["reindex"]["target"]
+        done = job_of(survivor)
         assert done["serving"] != serving_before and done["reindex"]["files_done"] >= len(tree_files())
+        assert done["drift"] == []
     finally:
         assert survivor.stop() == 0
     _, ids, _ = served_points(root)

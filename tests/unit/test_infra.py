@@ -17,6 +17,8 @@ other and against the code they deploy:
 - the Dockerfile (base, numeric non-root USER, `pip install .`, functions-framework CMD,
   ignore file) and compose (build contexts, pinned images, wiring);
 - the event wiring scripts name the services and buckets the manifests define;
+- the retention sweep's schedules (the PingSource, deploy.sh's Cloud Scheduler job) call
+  the services that run `gc_sweep`;
 - infra/README.md's target table and Knative apply loop name what the manifests deploy.
 
 Each checker returns a list of problems. The tests at the end break a copy of the
@@ -81,6 +83,7 @@ KNOWN_KINDS = {
     ("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"),
     ("v1", "PersistentVolumeClaim"), ("v1", "Service"), ("apps/v1", "Deployment"),
     ("serving.knative.dev/v1", "Service"), ("sources.knative.dev/v1alpha1", "CephSource"),
+    ("sources.knative.dev/v1", "PingSource"),
 }
 WORKLOAD_KINDS = {("apps/v1", "Deployment"), ("serving.knative.dev/v1", "Service")}
 
@@ -660,6 +663,34 @@ def check_eventarc(infra: Infra, services: list[Doc]) -> list[str]:
     return problems
 
 
+GC_TARGET = "gc_sweep"
+
+
+def check_schedules(infra: Infra) -> list[str]:
+    """Every PingSource POSTs to a Knative Service running the sweep; deploy.sh's Cloud
+    Scheduler job calls the Cloud Run service running it, with an OIDC token and the admin token."""
+    problems = []
+    runs = {(d.platform, d.namespace, d.name): {target_of(infra, d, c) for c in containers(d)}
+            for d in workloads(infra)}
+    sources = [d for d in infra.docs if d.kind[1] == "PingSource"]
+    if not sources:
+        problems.append("knative: no PingSource schedules the retention sweep")
+    for src in sources:
+        ref = src.body["spec"]["sink"]["ref"]
+        if ref.get("kind") != "Service" or runs.get(("knative", src.namespace, ref["name"])) != {GC_TARGET}:
+            problems.append(f"{src}: sink {ref} is not a Knative Service running {GC_TARGET}")
+    deploy = infra.scripts["cloudrun/deploy.sh"]
+    swept = [name for (platform, _, name), targets in runs.items()
+             if platform == "cloudrun" and targets == {GC_TARGET}]
+    for needle in ("gcloud scheduler jobs create http", "--oidc-service-account-email",
+                   "X-Admin-Token=", *(f"describe {name} " for name in swept)):
+        if needle not in deploy:
+            problems.append(f"cloudrun/deploy.sh: the sweep's scheduler job misses {needle!r}")
+    if len(swept) != 1:
+        problems.append(f"cloudrun: {len(swept)} services run {GC_TARGET}, the scheduler job calls one")
+    return problems
+
+
 def check_rgw_script(infra: Infra) -> list[str]:
     script = infra.scripts["knative/rgw-notifications.sh"]
     problems = [f"rgw-notifications.sh: missing {needle}" for needle in (
@@ -810,7 +841,7 @@ def check_readme(infra: Infra) -> list[str]:
 
 
 CHECKS = [check_images, check_env, check_auth_and_files, check_targets, check_probes, check_references,
-          check_timeouts, check_cloud_run, check_rgw_script, check_dockerfile, check_compose,
+          check_timeouts, check_cloud_run, check_schedules, check_rgw_script, check_dockerfile, check_compose,
           check_seed_kubernetes, check_readme]
 
 
@@ -1023,3 +1054,9 @@ def test_a_target_the_infra_readme_leaves_out_is_caught(infra: Infra) -> None:
     infra.readme = infra.readme.replace("| `search` |", "| search |").replace(" search file mcp;", ";")
     problems = check_readme(infra)
     assert any("target table" in p for p in problems) and any("apply loop" in p for p in problems)
+
+
+def test_a_ping_source_aimed_elsewhere_is_caught(infra: Infra) -> None:
+    source = next(d for d in infra.docs if d.body["kind"] == "PingSource")
+    source.body["spec"]["sink"]["ref"]["name"] = "delta-health"
+    assert any("is not a Knative Service running gc_sweep" in p for p in check_schedules(infra))
