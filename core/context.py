@@ -13,6 +13,7 @@ from functools import cached_property
 from core.auth import Authenticator, AuthService, build_auth_service
 from core.config import Settings, load_settings
 from core.csrf import load_secret
+from core.deletion import Deleter
 from core.direct import DirectUploads
 from core.indexing.indexer import Indexer
 from core.logs import configure_logging
@@ -80,6 +81,11 @@ class ServiceContext:
     @cached_property
     def qdrant(self) -> QdrantHandle:
         return QdrantHandle(self.settings)
+
+    @cached_property
+    def deletion(self) -> Deleter:
+        """Deletes a tenant's workspaces and collections (`core.deletion`)."""
+        return Deleter(self.settings, self.store, self.indexer, rebuilds=self.reindexing.building_target)
 
 
 _lock = threading.Lock()

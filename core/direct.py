@@ -40,6 +40,7 @@ from core.errors import (
     InvalidRequest,
     NotFound,
     Unavailable,
+    WorkspaceDeleting,
     disk_full_is_retryable,
 )
 from core.events import ObjectEvent
@@ -148,6 +149,9 @@ class DirectUploads:
                 result = self.pipeline.upload(intent.request, stream, expected_bundle_id=bundle_id)
         except Unavailable:
             raise
+        except WorkspaceDeleting:  # the workspace, this upload included, is being deleted
+            self._finish(ws, bundle_id, token)
+            return _ignored(event, "the workspace is being deleted")
         except DeltaError as exc:
             if exc.http_status >= 500:
                 raise

@@ -24,6 +24,7 @@
     ├── BundleIdConflict            BUNDLE_ID_CONFLICT   409
     ├── UserExists                  USER_EXISTS          409
     ├── RetryLater (carries Retry-After)
+    │   ├── WorkspaceDeleting       WORKSPACE_DELETING   409  (core.deletion: the workspace is being deleted)
     │   ├── RateLimited (core.ratelimit) RATE_LIMITED  429
     │   └── LoginRateLimited        LOGIN_RATE_LIMITED   429
     ├── Unavailable (RetryLater; transient)
@@ -222,6 +223,19 @@ class RetryLater(DeltaError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class WorkspaceDeleting(RetryLater):
+    """The workspace is being deleted (its head is a tombstone, `core.deletion`). Not this
+    request's fault, nor a server failure: once the deletion is done, the same upload
+    starts a new workspace at sequence 1, so the client may retry after Retry-After."""
+
+    code = "WORKSPACE_DELETING"
+    http_status = 409
+
+    def __init__(self, message: str = "this workspace is being deleted; retry to start it anew",
+                 *, retry_after_s: int = 5) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class LoginRateLimited(RetryLater):

@@ -5,10 +5,12 @@
     point   after_keep | after_claim | mid_plan | after_plan | mid_index | after_index |
             mid_apply | mid_batch | after_apply | after_journal | after_result | after_commit
             reindex_after_batch | reindex_before_switch | reindex_after_switch (`core.reindex`;
-            the id is then the served collection's name)
+            the id is then the served collection's name) | mid_delete
             (mid_plan: surveyed, nothing stored; mid_index: after re-pointing and after
             each batch of files; mid_apply: between write batches; mid_batch: inside
-            the first batch of writes, or of copies if there are none)
+            the first batch of writes, or of copies if there are none; mid_delete: a
+            workspace deletion, after its points and each batch of objects, where the
+            id to name is the workspace key)
     action  crash    the process exits at once (os._exit), as a killed instance would
             raise    the step raises, as a failing dependency would
             pause    the process stops itself with SIGSTOP, as a frozen instance would,
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 
 POINTS = ("after_keep", "after_claim", "mid_plan", "after_plan", "mid_index", "after_index",
           "mid_apply", "mid_batch", "after_apply", "after_journal", "after_result", "after_commit",
-          "reindex_after_batch", "reindex_before_switch", "reindex_after_switch")
+          "reindex_after_batch", "reindex_before_switch", "reindex_after_switch", "mid_delete")
 ONCE = threading.Lock()
 CRASH_EXIT_CODE = 137
 

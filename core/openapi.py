@@ -34,7 +34,8 @@ CODES: dict[int, list[str]] = {
           "SEARCH_UNAVAILABLE", "REINDEX_NOT_FOUND", "REINDEX_UNAVAILABLE"],
     405: ["METHOD_NOT_ALLOWED"],
     406: ["NOT_ACCEPTABLE"],
-    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS", "REINDEX_FINISHED"],
+    409: ["SEQUENCE_MISMATCH", "BUNDLE_ID_CONFLICT", "INDEX_INCOMPATIBLE", "USER_EXISTS", "REINDEX_FINISHED",
+          "WORKSPACE_DELETING"],
     413: ["BUNDLE_TOO_LARGE", "BUNDLE_LIMIT_EXCEEDED", "REQUEST_TOO_LARGE", "TOO_MANY_RECORDS",
           "FORM_FIELD_TOO_LARGE"],
     414: ["REQUEST_LINE_TOO_LONG"],
@@ -163,7 +164,8 @@ def _schemas() -> Schema:
                           workspace_path=STRING, workspace_key=STRING, collection_name=STRING,
                           last_sequence=COUNT, last_upload=NULLABLE_STRING, last_bundle_id=NULLABLE_STRING,
                           pending_operations=COUNT, pending_bundle=pending,
-                          indexed_points={"type": ["integer", "null"]}, status={"const": "ready"},
+                          indexed_points={"type": ["integer", "null"]},
+                          status={"enum": ["ready", "deleting"]},
                           server_info=server_info,
                           index={"anyOf": [{"type": "null"}, _component("IndexState")]}),
         "IndexState": _object(["serving", "built_with", "drift", "needs_reindex", "reindex"],
@@ -201,7 +203,7 @@ def _schemas() -> Schema:
                             workspace_path=STRING, workspace_key=STRING, last_sequence=COUNT,
                             files={"type": "object", "additionalProperties": {
                                 "type": "string", "pattern": "^sha1:[0-9a-f]{40}$"}},
-                            next_cursor=NULLABLE_STRING),
+                            next_cursor=NULLABLE_STRING, status={"enum": ["ready", "deleting"]}),
         "UploadUrl": _object(["success", "bundle_id", "workspace_key", "upload_url", "method", "expires_in",
                               "expires_at", "max_bundle_size_mb"],
                              success={"const": True}, bundle_id=STRING, workspace_key=STRING,
@@ -241,6 +243,7 @@ def _schemas() -> Schema:
                               start_line=COUNT, end_line={"type": ["integer", "null"]},
                               total_lines={"type": ["integer", "null"]}, content=STRING,
                               truncated={"type": "boolean"}),
+        **_deletion_schemas(),
         "JsonRpcMessage": _object(["jsonrpc", "method"], jsonrpc={"const": "2.0"}, method=STRING,
                                   id={"type": ["string", "integer"],
                                       "description": "absent: a notification, answered 202"},
@@ -262,6 +265,43 @@ def _schemas() -> Schema:
                               source=STRING, type=STRING, subject=STRING, data={}),
     }
     return {**defs["$defs"], **answers}
+
+
+def _deletion_schemas() -> Schema:
+    """The answers of the two DELETE endpoints (`core.deletion`)."""
+    workspace = _object(["deleted", "workspace_key", "workspace_path", "objects_removed", "points_removed"],
+                        deleted={"type": "boolean"}, workspace_key=STRING, workspace_path=STRING,
+                        logical_repo_id=NULLABLE_STRING, collection_name=NULLABLE_STRING,
+                        resumed={"type": "boolean"}, objects_removed=COUNT, points_removed=COUNT)
+    return {
+        "WorkspaceDeletion": {**workspace, "required": ["success", *workspace["required"]],
+                              "properties": {"success": {"const": True}, **workspace["properties"]}},
+        "CollectionDeletion": _object(
+            ["success", "deleted", "collection_name", "collection_dropped", "workspaces", "objects_removed",
+             "points_removed"],
+            success={"const": True}, deleted={"type": "boolean"}, collection_name=STRING,
+            collection_dropped={"type": "boolean"}, workspaces={"type": "array", "items": workspace},
+            objects_removed=COUNT, points_removed=COUNT),
+    }
+
+
+def _deletion_paths(workspace: list[Schema], secured: list[Schema], guarded: Schema) -> Schema:
+    """DELETE workspace and collection: 200 with what was removed, also when nothing was
+    there (idempotent); a live upload holds them off (503 WORKSPACE_BUSY)."""
+    return {
+        "/api/v1/delta/workspace": {"delete": {
+            "operationId": "deleteWorkspace",
+            "summary": "Delete a workspace: tree, records, raw bundles, commits, its Qdrant points",
+            "parameters": workspace, "security": secured,
+            "responses": {"200": _json(_component("WorkspaceDeletion")), **_errors(400), **guarded}}},
+        "/api/v1/delta/collection": {"delete": {
+            "operationId": "deleteCollection",
+            "summary": "Delete every workspace of the tenant in a collection, then the collection",
+            "parameters": [_query("collection_name", {"type": "string", "minLength": 1}, required=True,
+                                  description="the collection's name as uploads give it")],
+            "security": secured,
+            "responses": {"200": _json(_component("CollectionDeletion")), **_errors(400), **guarded}}},
+    }
 
 
 def _auth_paths() -> Schema:
@@ -442,6 +482,7 @@ def openapi_document() -> dict[str, Any]:
         **_reindex_paths(secured, guarded),
         "/mcp": _mcp_path(secured, guarded),
         **_auth_paths(),
+        **_deletion_paths(workspace, secured, guarded),
         "/bridge/state": _read_only({
             "operationId": "bridgeState", "summary": "Which collection serves a repo (the MCP bridge)",
             "parameters": [_query("collection", STRING, description="a collection name"),

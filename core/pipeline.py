@@ -45,6 +45,7 @@ from core.errors import (
     InvalidBundle,
     ProcessingError,
     WorkspaceBusy,
+    WorkspaceDeleting,
     concerning,
     disk_full_is_retryable,
 )
@@ -77,7 +78,7 @@ from core.sequences import (
     Stalled,
     utc_now,
 )
-from core.storage import ObjectNotFound, ObjectStore, PreconditionFailed
+from core.storage import Expect, ObjectNotFound, ObjectStore, PreconditionFailed
 from core.workspace import ApplyPlan, execute, make_plan, read_before, stash_sources
 
 log = logging.getLogger(__name__)
@@ -171,21 +172,29 @@ class Pipeline:
             if self.indexer is not None:
                 self.indexer.prepare(collection)
             laps.lap("prepare")
-            self._keep(ws, bundle.bundle_id, raw, raw_sha1)
+            kept = self._keep(ws, bundle.bundle_id, raw, raw_sha1)
             self.faults.at("after_keep", bundle.bundle_id)
             laps.lap("keep")
-            result = self._claim_and_apply(ws, claim, bundle, started, laps)
+            try:
+                result = self._claim_and_apply(ws, claim, bundle, started, laps,
+                                               rekeep=lambda: self._keep(ws, bundle.bundle_id, raw, raw_sha1))
+            except WorkspaceDeleting:
+                if kept:  # core.deletion: kept after the deleter listed bundles/, it would stay behind
+                    self.store.delete(raw_bundle_key(ws, bundle.bundle_id))
+                raise
             self._remember_alias(request, ws)
             self._register(request, ws)
             return result
 
-    def _keep(self, ws: str, bundle_id: str, raw: Path, raw_sha1: str) -> None:
+    def _keep(self, ws: str, bundle_id: str, raw: Path, raw_sha1: str) -> bool:
+        """Store the raw bundle write-once; whether this call wrote it."""
         key = raw_bundle_key(ws, bundle_id)
         if self.store.put_file_if_absent(key, raw, raw_sha1):
-            return
+            return True
         kept = self.store.head(key)
         if kept is not None and kept.sha1 is not None and kept.sha1 != raw_sha1:
             raise BundleIdConflict("a different bundle was already uploaded with this bundle_id")
+        return False
 
     def _remember_alias(self, request: UploadRequest, ws: str) -> None:
         """The path's latest workspace, whatever identity it came with: written once the
@@ -204,9 +213,25 @@ class Pipeline:
                            "tenant": request.tenant}).encode()  # tenant: for the admin console
         with contextlib.suppress(PreconditionFailed):
             self.store.put_if_absent(key, body)
+            self._unregister_if_deleted(request, ws, key)
+
+    def _unregister_if_deleted(self, request: UploadRequest, ws: str, record: str) -> None:
+        """A record this upload wrote new may have landed after a deletion of the workspace
+        removed it (`core.deletion`, which deletes the record before the alias): if the head
+        is gone or a tombstone, the record and the alias go again. One read per workspace."""
+        head, _ = Sequences(self.store, ws, self.settings.lease_secs).read()
+        if head is not None and head.deletion is None:
+            return
+        self.store.delete(record)
+        key = alias_key(request.tenant, request.workspace_path)
+        with contextlib.suppress(ObjectNotFound, PreconditionFailed):
+            alias = self.store.get(key)
+            if json.loads(alias.body).get("workspace_key") == ws:
+                self.store.delete(key, expect=Expect(alias.etag))
 
     def _claim_and_apply(
-        self, ws: str, claim: BundleClaim, bundle: Bundle, started: float, laps: Laps
+        self, ws: str, claim: BundleClaim, bundle: Bundle, started: float, laps: Laps,
+        rekeep: Callable[[], object] | None = None,
     ) -> UploadResult:
         sequences = Sequences(self.store, ws, self.settings.lease_secs)
         deadline = time.monotonic() + self.settings.claim_wait_secs
@@ -218,6 +243,11 @@ class Pipeline:
                 _report(result, {}, duplicate=True)
                 return result
             if isinstance(outcome, Claimed):
+                # a workspace started anew: a deletion may have removed the raw bundle kept
+                # before it finished (`core.deletion`), and a replay needs it
+                if (rekeep is not None and outcome.pending.sequence == 1 and not outcome.resumed
+                        and self.store.head(raw_bundle_key(ws, claim.bundle_id)) is None):
+                    rekeep()
                 laps.lap("claim")
                 return self._apply(sequences, outcome, bundle, started, claim, laps)
             if isinstance(outcome, Stalled):

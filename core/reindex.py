@@ -539,8 +539,9 @@ class Reindexing:
         if busy:
             self._save(hold, waiting_for=ws)
             return False
-        if head is None or head.collection_name != hold.job.stored_collection:
-            # deleted or moved to another collection meanwhile: nothing of it belongs here
+        if head is None or head.deletion is not None or head.collection_name != hold.job.stored_collection:
+            # deleted (or being deleted, `core.deletion`) or moved to another collection
+            # meanwhile: nothing of it belongs here
             self._clear(hold, indexer, ws, None)
             self._save(hold, workspaces_done=hold.job.workspaces_done + 1, cursor="", commits_phase=False)
             return True

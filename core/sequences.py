@@ -15,6 +15,11 @@ race: the loser re-reads and re-decides. Decisions on a read head, for a bundle 
                                  |                     |   other than C's sequence + 1)
     pending=C, lease expired     | no                  | Stalled: replay C from its raw bundle first
 
+A head whose `deletion` is set is a tombstone (`core.deletion`): no claim is made
+on it (409 WORKSPACE_DELETING), and only the deleter it names writes it, until it
+removes it last. A pending claim is dropped only by a deleter, and only once its
+lease (plus grace) expired, so its owner no longer writes.
+
 A claimed bundle is never abandoned: it is committed with its sequence number
 by its owner or by whoever takes the expired lease over, so numbers are neither
 skipped nor reused. A lease counts as expired for a taker only `grace` after
@@ -34,10 +39,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from core.errors import SequenceMismatch, Unavailable
+from core.errors import SequenceMismatch, Unavailable, WorkspaceDeleting
 from core.keys import head_key, result_key
 from core.models import UploadResult
-from core.storage import ObjectLocked, ObjectNotFound, ObjectStore, PreconditionFailed
+from core.storage import Expect, ObjectLocked, ObjectNotFound, ObjectStore, PreconditionFailed
 
 FORMAT = 1
 GRACE_FRACTION = 0.1  # of the lease: what a taker waits past the expiry, for clock skew
@@ -53,6 +58,7 @@ def lease_clock() -> float:
 class HeadStatus(StrEnum):
     IDLE = "idle"
     APPLYING = "applying"
+    DELETING = "deleting"
 
 
 class PendingBundle(BaseModel):
@@ -68,6 +74,20 @@ class PendingBundle(BaseModel):
     collection_name: str
     source_path: str | None = None  # the client's local path of the workspace, as it told us
     claimed_at: str
+    lease_expires_at: float
+
+    def expired(self, now: float, grace: float = 0.0) -> bool:
+        return now >= self.lease_expires_at + grace
+
+
+class Deletion(BaseModel):
+    """The tombstone of a workspace being deleted, and the lease of the instance deleting it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    owner: str
+    attempt: int = 1
+    started_at: str
     lease_expires_at: float
 
     def expired(self, now: float, grace: float = 0.0) -> bool:
@@ -90,6 +110,7 @@ class HeadRecord(BaseModel):
     last_bundle_id: str | None = None
     last_upload: str | None = None
     pending: PendingBundle | None = None
+    deletion: Deletion | None = None  # set: a tombstone (`core.deletion`)
 
 
 class LeaseLost(Unavailable):
@@ -119,6 +140,26 @@ class Stalled:
 
 
 ClaimOutcome = Claimed | Duplicate | Busy | Stalled
+
+
+@dataclass(frozen=True)
+class Tombstoned:
+    """The head is now a tombstone naming this deleter (`head`: as written)."""
+
+    deletion: Deletion
+    resumed: bool  # an earlier deleter's expired tombstone was taken over
+    granted_at: float  # `lease_clock()` read before the tombstone was written
+    head: HeadRecord
+
+
+@dataclass(frozen=True)
+class Occupied:
+    """A live claim or a live deleter holds the head: wait, or come back later."""
+
+    lease_expires_at: float
+
+
+DeletionOutcome = Tombstoned | Occupied | None  # None: no head (nothing to delete)
 
 
 @dataclass(frozen=True)
@@ -172,6 +213,7 @@ class Sequences:
         if claim.requested_sequence is None or claim.force:
             return
         head, _ = self.read()
+        _refuse_tombstone(head)
         if head is None:
             _check_requested(claim, 1)
         elif self.committed_result(head, claim.bundle_id) is None:
@@ -183,6 +225,7 @@ class Sequences:
         """One decision of the table above, retried until a conditional write lands."""
         while True:
             head, etag = self.read()
+            _refuse_tombstone(head)
             done = self.committed_result(head, claim.bundle_id)
             if done is not None:
                 return Duplicate(done)
@@ -279,6 +322,64 @@ class Sequences:
             if self._swap(head, etag, changes):
                 return
 
+    # deletion (core.deletion) ---------------------------------------------
+    def begin_deletion(self) -> DeletionOutcome:
+        """Make the head a tombstone naming a new deleter, by compare-and-swap: only when no
+        live claim is pending (an expired one is dropped: its owner's fence stops it, as it
+        no longer owns the head), or take over a deleter's tombstone whose lease expired."""
+        while True:
+            head, etag = self.read()
+            if head is None:
+                return None
+            granted = lease_clock()
+            now = time.time()
+            earlier = head.deletion
+            if earlier is not None and not earlier.expired(now, self.grace):
+                return Occupied(earlier.lease_expires_at)
+            if head.pending is not None and not head.pending.expired(now, self.grace):
+                return Occupied(head.pending.lease_expires_at)
+            mine = Deletion(owner=_owner(), attempt=earlier.attempt + 1 if earlier else 1,
+                            started_at=earlier.started_at if earlier else utc_now(),
+                            lease_expires_at=now + self.lease_secs)
+            changes = {"deletion": mine, "pending": None, "status": HeadStatus.DELETING}
+            try:
+                if self._swap(head, etag, changes):
+                    return Tombstoned(mine, resumed=earlier is not None, granted_at=granted,
+                                      head=head.model_copy(update=changes))
+            except ObjectLocked:  # an owner is inside a fenced section right now (filesystem)
+                return Occupied(head.pending.lease_expires_at if head.pending else now + 1)
+
+    def deleting(self, mine: Deletion) -> bool:
+        """Whether the head still names `mine` as its deleter."""
+        head, _ = self.read()
+        return _deleter(head, mine)
+
+    def renew_deletion(self, mine: Deletion) -> Deletion:
+        """Extend the deleter's lease; `LeaseLost` if another deleter took it over."""
+        while True:
+            head, etag = self.read()
+            if not _deleter(head, mine):
+                raise LeaseLost("another instance took this deletion over", retry_after_s=1)
+            renewed = mine.model_copy(update={"lease_expires_at": time.time() + self.lease_secs})
+            if self._swap(head, etag, {"deletion": renewed}):
+                return renewed
+
+    def remove(self, mine: Deletion) -> None:
+        """The deletion's last step: the head goes, against the etag just read (on the
+        filesystem under the head's lock, so no claim can interleave)."""
+        for _ in range(3):
+            head, etag = self.read()
+            if head is None:
+                return
+            if not _deleter(head, mine):
+                raise LeaseLost("another instance took this deletion over", retry_after_s=1)
+            try:
+                self.store.delete(head_key(self.ws), expect=Expect(etag))
+                return
+            except PreconditionFailed:
+                continue
+        raise LeaseLost("the head kept changing under this deletion", retry_after_s=1)
+
     def _swap(
         self, head: HeadRecord | None, etag: str | None, changes: Mapping[str, object]
     ) -> bool:
@@ -293,6 +394,15 @@ class Sequences:
 def _owned(head: HeadRecord | None, mine: PendingBundle) -> bool:
     return (head is not None and head.pending is not None and head.pending.owner == mine.owner
             and head.pending.bundle_id == mine.bundle_id)
+
+
+def _deleter(head: HeadRecord | None, mine: Deletion) -> bool:
+    return head is not None and head.deletion is not None and head.deletion.owner == mine.owner
+
+
+def _refuse_tombstone(head: HeadRecord | None) -> None:
+    if head is not None and head.deletion is not None:
+        raise WorkspaceDeleting()
 
 
 def _check_requested(claim: BundleClaim, expected: int) -> None:

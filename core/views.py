@@ -114,9 +114,14 @@ def status(
         ),
         "indexed_points": indexed,
         "index": index_status(head.collection_name) if index_status is not None and head else None,
-        "status": "ready",
+        "status": _state(head),
         "server_info": _server_info(store, settings),
     }
+
+
+def _state(head: HeadRecord | None) -> str:
+    """"deleting" while a deletion's tombstone stands (uploads answer 409 meanwhile)."""
+    return "deleting" if head is not None and head.deletion is not None else "ready"
 
 
 def manifest(
@@ -134,13 +139,16 @@ def manifest(
         raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
     ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
     after = _decode_cursor(cursor)
-    files, last = list_files(store, ws, after, page) if head else ({}, "")
+    # a workspace being deleted (core.deletion) holds nothing a client may build on
+    live = head is not None and head.deletion is None
+    files, last = list_files(store, ws, after, page) if live else ({}, "")
     return {
         "workspace_path": path,
         "workspace_key": ws,
-        "last_sequence": head.last_sequence if head else 0,
+        "last_sequence": head.last_sequence if head and live else 0,
         "files": files,
         "next_cursor": _encode_cursor(last) if last else None,
+        "status": _state(head),
     }
 
 

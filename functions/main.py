@@ -2,6 +2,7 @@
 
     health, status, manifest, upload, upload_url, bundle_state, bridge_state   HTTP functions
     search, file         HTTP: /api/v1/search, /api/v1/delta/file
+    deletion             HTTP: DELETE /api/v1/delta/workspace, DELETE /api/v1/delta/collection
     mcp                  HTTP: an MCP server (streamable HTTP, stateless) at any path; /mcp on service
     auth                 HTTP: /auth/status, /auth/login, /auth/login/password, /auth/users
     admin                HTTP: the admin console, /admin and its sub-paths, and the admin
@@ -54,6 +55,9 @@ from functions.search import search as _search  # noqa: E402
 from functions.status import status as _status  # noqa: E402
 from functions.upload import upload as _upload  # noqa: E402
 from functions.upload_url import upload_url as _upload_url  # noqa: E402
+from functions.workspace import delete_collection as _delete_collection  # noqa: E402
+from functions.workspace import delete_workspace as _delete_workspace  # noqa: E402
+from functions.workspace import deletion as _deletion  # noqa: E402
 
 service_context()  # a bad setting stops start-up here, naming the variable
 
@@ -78,6 +82,9 @@ ROUTES = {
     "/api/v1/admin/reindex": _reindex,
     "/api/v1/admin/reindex/abort": _reindex,
     "/api/v1/admin/gc": _gc,
+    # deletion (functions/workspace.py)
+    "/api/v1/delta/workspace": _delete_workspace,
+    "/api/v1/delta/collection": _delete_collection,
 }
 BUNDLES = "/api/v1/delta/bundles/"
 ADMIN = "/admin"
@@ -124,6 +131,7 @@ def _admin_surface(request: flask.Request) -> flask.Response:
 
 
 admin = functions_framework.http(_with_probes(_admin_surface))
+deletion = functions_framework.http(_with_probes(_deletion))
 on_bundle_uploaded = functions_framework.cloud_event(_on_bundle_uploaded)
 
 

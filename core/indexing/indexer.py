@@ -21,7 +21,7 @@ from typing import TypeVar
 from core.bundle import Bundle
 from core.config import Settings
 from core.errors import DeltaError, IndexUnavailable, ProcessingError
-from core.indexing.commits import index_commits
+from core.indexing.commits import COMMIT_WORKSPACE, index_commits
 from core.indexing.embedders import Embedder, NoEmbedder, open_embedder
 from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
@@ -97,7 +97,11 @@ class Indexer:
             if collection not in self._ready:
                 engine.ensure_collection(collection, self.layout)
                 self._ready.add(collection)
-            return self.served(engine, collection)
+            try:
+                return self.served(engine, collection)
+            except IndexUnavailable:  # deleted since (`core.deletion`, another instance): anew
+                engine.ensure_collection(collection, self.layout)
+                return self.served(engine, collection)
 
     def served(self, engine: IndexEngine, collection: str) -> Served:
         """`collection` (a served or a physical name) as it is now; CollectionNotFound-like
@@ -161,6 +165,35 @@ class Indexer:
             return engine.count(collection, {"workspace": workspace})  # commits: COMMIT_WORKSPACE
         except Exception:  # noqa: BLE001 - status answers without the count
             return None
+
+    # deletion (core.deletion) ---------------------------------------------
+    def delete_workspace_points(self, collection: str, ws: str,
+                                fence: Callable[[IndexEngine], IndexEngine] = lambda engine: engine) -> int:
+        """Delete every point of workspace `ws` in `collection`: its code (`workspace`) and
+        its commits (`commit_workspace`); how many there were. The one way a workspace's
+        points are deleted, so a collection being rebuilt is handled in one place."""
+        with _qdrant_errors():
+            engine = self.qdrant.engine()
+            physical = engine.resolve(collection)
+            if physical is None:
+                return 0
+            removed = 0
+            for where in ({"workspace": ws}, {COMMIT_WORKSPACE: ws}):
+                found = engine.count(physical, dict(where))
+                if found:
+                    fence(engine).delete_where(physical, dict(where))
+                    removed += found
+            return removed
+
+    def drop_collection(self, collection: str) -> bool:
+        """Delete a collection, if it exists; whether it did. This process forgets it was
+        prepared, so its next upload there creates it again."""
+        with _qdrant_errors():
+            engine = self.qdrant.engine()
+            existed = engine.collection_exists(collection)
+            engine.drop_collection(collection)
+        self._ready.discard(collection)
+        return existed
 
     def call(self, fn: Callable[[IndexEngine], T]) -> T:
         """Run `fn(engine)` with engine errors mapped (for search and status)."""

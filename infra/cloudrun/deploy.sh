@@ -24,8 +24,8 @@ BUCKET=${BUCKET:-delta-bundles}
 here=$(cd "$(dirname "$0")" && pwd)
 PLACEHOLDER_IMAGE=registry.example.com/context-engine/delta-upload-service:0.1.0
 SERVICE_ACCOUNT=delta-upload@$PROJECT_ID.iam.gserviceaccount.com
-SERVICES=(api health status manifest upload upload-url bundle-state bridge-state bundle-events on-bundle-uploaded auth admin search file mcp gc)
-HTTP_SERVICES=(delta-api delta-health delta-status delta-manifest delta-upload delta-upload-url delta-bundle-state delta-bridge-state delta-auth delta-search delta-file delta-admin delta-mcp)
+SERVICES=(api health status manifest upload upload-url bundle-state bridge-state bundle-events on-bundle-uploaded auth admin search file deletion mcp gc)
+HTTP_SERVICES=(delta-api delta-health delta-status delta-manifest delta-upload delta-upload-url delta-bundle-state delta-bridge-state delta-auth delta-search delta-file delta-admin delta-deletion delta-mcp)
 
 gcloud services enable run.googleapis.com secretmanager.googleapis.com storage.googleapis.com \
     cloudscheduler.googleapis.com \

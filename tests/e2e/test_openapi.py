@@ -140,6 +140,8 @@ def test_undeclared_methods_are_refused_with_allow(service: ServiceProcess) -> N
     for path, item in openapi_document()["paths"].items():
         url = service.url + path.replace("{bundle_id}", "b1") + "?workspace_path=/work/x"
         for method in ("DELETE", "PUT"):
+            if method.lower() in item:  # declared: the deletion endpoints' DELETE
+                continue
             answer = requests.request(method, url, timeout=10)
             allowed = set(answer.headers.get("Allow", "").replace(" ", "").split(","))
             code = answer.json()["error"]["code"] if answer.status_code == 405 else None

@@ -441,6 +441,10 @@ def check_targets(infra: Infra) -> list[str]:
         declared = env_of(infra, doc, container).get("FUNCTION_SIGNATURE_TYPE", "http")
         if kind and declared != kind:
             problems.append(f"{doc}: {target} is a {kind} function, FUNCTION_SIGNATURE_TYPE says {declared}")
+    for platform in ("knative", "cloudrun"):  # and every target main.py defines is deployed
+        deployed = {target_of(infra, d, c) for d, c in ours(infra) if d.platform == platform}
+        problems += [f"{platform}/: no service deploys the target {t} of functions/main.py"
+                     for t in sorted(set(infra.main.kinds) - deployed)]
     return problems
 
 
@@ -1034,6 +1038,11 @@ def test_a_planned_http_target_is_probed_as_if_wrapped_with_probes(infra: Infra)
 def test_a_file_service_over_its_tmp_budget_is_caught(infra: Infra) -> None:
     _doc(infra, "infra/cloudrun/file.yaml").pod["containerConcurrency"] = 8
     assert any("file" in p and "needs 5120 MiB" in p for p in check_cloud_run(infra))
+
+
+def test_a_target_no_manifest_deploys_is_caught(infra: Infra) -> None:
+    infra.docs = [d for d in infra.docs if d.path != "infra/knative/deletion.yaml"]
+    assert any("knative/: no service deploys the target deletion" in p for p in check_targets(infra))
 
 
 def test_a_public_service_the_invoker_binding_misses_is_caught(infra: Infra) -> None:

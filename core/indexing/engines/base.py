@@ -242,6 +242,9 @@ class IndexEngine(Protocol):
     def upsert(self, collection: str, points: list[NewPoint]) -> None: ...
     def set_payloads(self, collection: str, payloads: dict[str, dict[str, Any]]) -> None: ...
     def delete(self, collection: str, ids: list[str]) -> None: ...
+    def delete_where(self, collection: str, where: Where) -> None:
+        """Delete every point that matches `where` (a workspace's, on its deletion)."""
+        ...
 
 
 def engine_filter(models: Any, where: Where | None, exclude: Where | None = None) -> Any:
@@ -294,4 +297,4 @@ def stored_point(record: Any) -> StoredPoint:
     )
 
 
-WRITES = frozenset({"upsert", "set_payloads", "delete"})
+WRITES = frozenset({"upsert", "set_payloads", "delete", "delete_where"})

@@ -354,6 +354,11 @@ class EdgeEngine:
             shard.update(self.qe.UpdateOperation.delete_points(batch))
         self._wrote(collection, 0)
 
+    def delete_where(self, collection: str, where: Where) -> None:
+        shard = self._shard(collection)
+        shard.update(self.qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+        self._wrote(collection, 0)
+
     def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
         return engine_filter(self.qe, where, exclude)
 

@@ -239,5 +239,9 @@ class ServerEngine:
             selector = self.models.PointIdsList(points=ids[start : start + PAGE])
             self.client.delete(collection, points_selector=selector, wait=True, ordering=self.ordering)
 
+    def delete_where(self, collection: str, where: Where) -> None:
+        selector = self.models.FilterSelector(filter=self._filter(where))
+        self.client.delete(collection, points_selector=selector, wait=True, ordering=self.ordering)
+
     def _filter(self, where: Where | None, exclude: Where | None = None) -> Any:
         return engine_filter(self.models, where, exclude)
