@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any, cast
+from collections.abc import Callable
+from contextlib import suppress
 
 from pydantic import BaseModel
 
 from core.config import Settings
 from core.errors import WorkspaceBusy
 from core.faults import Faults
-from core.indexing.engines.base import WRITES, IndexEngine
+from core.fence import Lease
 from core.indexing.indexer import Indexer
 from core.keys import alias_key, head_key, tenant_workspace_key, tenant_workspaces_prefix
 from core.models import UploadResult
@@ -46,12 +44,10 @@ from core.names import stored_collection
 from core.sequences import (
     Deletion,
     HeadRecord,
-    LeaseLost,
     Sequences,
     Tombstoned,
-    lease_clock,
 )
-from core.storage import Expect, ObjectLocked, ObjectNotFound, ObjectStore, PreconditionFailed
+from core.storage import Expect, ObjectNotFound, ObjectStore, PreconditionFailed
 from core.views import find_workspace
 from core.workspace import parallel_map
 
@@ -251,80 +247,18 @@ class Deleter:
         return removed
 
 
-class DeletionLease:
+class DeletionLease(Lease):
     """The deleter's tombstone lease, and the fence of its writes (as `core.fence.Fence`
     is a claim's): sections on the filesystem, the lease deadline on S3."""
 
+    holder = "deletion"
+
     def __init__(self, sequences: Sequences, taken: Tombstoned, in_flight_secs: float) -> None:
-        self.sequences = sequences
-        self.store = sequences.store
         self.deletion: Deletion = taken.deletion
-        self.in_flight_secs = in_flight_secs
-        self._mutex = threading.Lock()
-        self._sections = 0
-        self._granted(taken.granted_at)
+        super().__init__(sequences, taken.granted_at, in_flight_secs)
 
-    def _granted(self, at: float) -> None:
-        lease = self.sequences.lease_secs
-        self._expires = at + lease
-        self._renew_at = at + lease / 3
+    def _renew(self) -> None:
+        self.deletion = self.sequences.renew_deletion(self.deletion)
 
-    def renew_if_due(self) -> None:
-        with self._mutex:
-            if lease_clock() < self._renew_at:
-                return
-            asked = lease_clock()
-            try:
-                self.deletion = self.sequences.renew_deletion(self.deletion)
-            except ObjectLocked:  # a stale writer's section: nobody can take over meanwhile
-                return
-            self._granted(asked)
-
-    def admit(self) -> None:
-        """Before every write request: may it still take effect?"""
-        if self.store.fences_with_locks:
-            if not self._sections:
-                raise RuntimeError("a fenced deletion outside a fence section")
-            return
-        self.renew_if_due()
-        if lease_clock() + self.in_flight_secs >= self._expires:
-            raise LeaseLost("this instance's deletion lease ran out before it could write",
-                            retry_after_s=1)
-
-    @contextmanager
-    def section(self) -> Iterator[None]:
-        """A stretch of deletes, entered only while the tombstone names this deleter."""
-        self.renew_if_due()
-        with self.store.shared_lock(head_key(self.sequences.ws)):
-            if not self.sequences.deleting(self.deletion):
-                raise LeaseLost("another instance took this deletion over", retry_after_s=1)
-            with self._mutex:
-                self._sections += 1
-            try:
-                yield
-            finally:
-                with self._mutex:
-                    self._sections -= 1
-
-    def qdrant(self, engine: IndexEngine) -> IndexEngine:
-        """`engine`, with each write call run in a section and admitted first."""
-        return cast(IndexEngine, _FencedEngine(engine, self))
-
-
-class _FencedEngine:
-    def __init__(self, engine: IndexEngine, lease: DeletionLease) -> None:
-        self._engine = engine
-        self._lease = lease
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._engine, name)
-        if name not in WRITES:
-            return attribute
-        lease = self._lease
-
-        def fenced(*args: Any, **kwargs: Any) -> Any:
-            with lease.section():
-                lease.admit()
-                return attribute(*args, **kwargs)
-
-        return fenced
+    def _holds(self) -> bool:
+        return self.sequences.deleting(self.deletion)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,17 +53,29 @@ def _lost(why: str) -> LeaseLost:
     return LeaseLost(why, retry_after_s=1)
 
 
-class Fence:
-    """The lease of one claim, and every write made under it."""
+class Lease:
+    """A lease on one workspace's head, and the fence of every write made under it:
+    renewed once a third of it passed, writes admitted only inside it (S3) or in a
+    section holding the head's lock shared while the head still names the holder
+    (filesystem). `Fence` is a claim's, `core.deletion.DeletionLease` a deleter's."""
 
-    def __init__(self, sequences: Sequences, claimed: Claimed, in_flight_secs: float) -> None:
+    holder = "bundle"  # what the lease is held for, in LEASE_LOST messages
+
+    def __init__(self, sequences: Sequences, granted_at: float, in_flight_secs: float) -> None:
         self.sequences = sequences
         self.store = sequences.store
-        self.pending = claimed.pending
         self.in_flight_secs = in_flight_secs
         self._mutex = threading.Lock()
         self._sections = 0
-        self._granted(claimed.granted_at)
+        self._granted(granted_at)
+
+    def _renew(self) -> None:
+        """Write the renewed lease into the head (ObjectLocked: try again later)."""
+        raise NotImplementedError
+
+    def _holds(self) -> bool:
+        """Whether the head still names this holder."""
+        raise NotImplementedError
 
     def _granted(self, at: float) -> None:
         lease = self.sequences.lease_secs
@@ -78,10 +90,10 @@ class Fence:
                 return
             asked = lease_clock()
             try:
-                self.pending = self.sequences.renew(self.pending)
+                self._renew()
             except ObjectLocked:
                 # a stale writer holds the head's lock shared for a moment: nobody can
-                # take the claim over meanwhile, and the next section retries
+                # take the lease over meanwhile, and the next section retries
                 return
             self._granted(asked)
 
@@ -97,11 +109,11 @@ class Fence:
 
     @contextmanager
     def section(self) -> Iterator[None]:
-        """A stretch of writes, entered only while the head still names this owner."""
+        """A stretch of writes, entered only while the head still names this holder."""
         self.renew_if_due()
         with self.store.shared_lock(head_key(self.sequences.ws)):
-            if not self.sequences.owns(self.pending):
-                raise _lost("another instance took this bundle over")
+            if not self._holds():
+                raise _lost(f"another instance took this {self.holder} over")
             with self._mutex:
                 self._sections += 1
             try:
@@ -109,6 +121,31 @@ class Fence:
             finally:
                 with self._mutex:
                     self._sections -= 1
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One write: in a section, and admitted."""
+        with self.section():
+            self.admit()
+            yield
+
+    def qdrant(self, engine: IndexEngine) -> IndexEngine:
+        """`engine`, with each write call run in a section and admitted first."""
+        return guard_writes(engine, self.admitted)
+
+
+class Fence(Lease):
+    """The lease of one claim, and every write made under it."""
+
+    def __init__(self, sequences: Sequences, claimed: Claimed, in_flight_secs: float) -> None:
+        self.pending = claimed.pending
+        super().__init__(sequences, claimed.granted_at, in_flight_secs)
+
+    def _renew(self) -> None:
+        self.pending = self.sequences.renew(self.pending)
+
+    def _holds(self) -> bool:
+        return self.sequences.owns(self.pending)
 
     # tree writes ----------------------------------------------------------
     def put_file(self, key: str, source: Path, sha1: str, expect: Expect | None, *,
@@ -168,10 +205,6 @@ class Fence:
                 return existing
             raise _lost("another claim wrote this record") from None
 
-    # Qdrant ---------------------------------------------------------------
-    def qdrant(self, engine: IndexEngine) -> IndexEngine:
-        """`engine`, with each write call run in a section and admitted first."""
-        return cast(IndexEngine, _FencedEngine(engine, self))
 
 
 def _as_wanted(current: ObjectInfo | None, sha1: str | None) -> bool:
@@ -180,20 +213,25 @@ def _as_wanted(current: ObjectInfo | None, sha1: str | None) -> bool:
     return bool(sha1) and current is not None and current.sha1 == sha1
 
 
-class _FencedEngine:
-    def __init__(self, engine: IndexEngine, fence: Fence) -> None:
+def guard_writes(engine: IndexEngine, around: Callable[[], AbstractContextManager[None]]) -> IndexEngine:
+    """`engine`, each of its write calls (`WRITES`) run inside `around()`, which may
+    refuse it by raising: the one way fences, leases and jobs keep late writes out."""
+    return cast(IndexEngine, _GuardedEngine(engine, around))
+
+
+class _GuardedEngine:
+    def __init__(self, engine: IndexEngine, around: Callable[[], AbstractContextManager[None]]) -> None:
         self._engine = engine
-        self._fence = fence
+        self._around = around
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._engine, name)
         if name not in WRITES:
             return attribute
-        fence = self._fence
+        around = self._around
 
-        def fenced(*args: Any, **kwargs: Any) -> Any:
-            with fence.section():
-                fence.admit()
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with around():
                 return attribute(*args, **kwargs)
 
-        return fenced
+        return guarded

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -52,9 +53,9 @@ from core.bundle import StagedFile
 from core.config import Settings
 from core.errors import Conflict, DeltaError, InvalidRequest, NotFound, Unavailable
 from core.faults import Faults
+from core.fence import guard_writes
 from core.history import RECORD_FORMAT
 from core.indexing.engines import IndexEngine
-from core.indexing.engines.base import WRITES
 from core.indexing.indexer import Indexer
 from core.indexing.sync import IndexTarget
 from core.keys import commits_prefix, reindex_job_key, reindex_prefix, tree_prefix
@@ -667,12 +668,16 @@ class Reindexing:
         it has passed (a long batch or history keeps its hold)."""
         bound = self.settings.qdrant_request_bound
 
-        def alive() -> bool:
+        @contextlib.contextmanager
+        def within_lease() -> Iterator[None]:
             if lease_clock() > hold.expires - self.lease_secs * 2 / 3:
                 self._save(hold)
-            return lease_clock() + bound < hold.expires
+            if lease_clock() + bound >= hold.expires:
+                raise JobLost("this instance's hold on the reindex job ran out before it could write",
+                              retry_after_s=1)
+            yield
 
-        return cast(IndexEngine, _LeasedEngine(engine, alive))
+        return guard_writes(engine, within_lease)
 
     # switching --------------------------------------------------------------
     def _switch(self, hold: _Run) -> None:
@@ -717,27 +722,6 @@ class _Staged:
 
     def __init__(self, staged: dict[str, StagedFile]) -> None:
         self.staged = staged
-
-
-class _LeasedEngine:
-    """An engine whose writes happen only while `alive()` (the job's lease holds)."""
-
-    def __init__(self, engine: IndexEngine, alive: Any) -> None:
-        self._engine = engine
-        self._alive = alive
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._engine, name)
-        if name not in WRITES:
-            return attribute
-
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            if not self._alive():
-                raise JobLost("this instance's hold on the reindex job ran out before it could write",
-                              retry_after_s=1)
-            return attribute(*args, **kwargs)
-
-        return guarded
 
 
 def _commit_of(body: bytes) -> GitCommit:

@@ -34,6 +34,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -58,7 +59,7 @@ from core.keys import (
 )
 from core.models import UploadResult
 from core.sequences import HeadRecord, Sequences
-from core.storage import Expect, ObjectNotFound, ObjectStore, PreconditionFailed
+from core.storage import Expect, ObjectNotFound, ObjectStore, PreconditionFailed, StoredObject
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -224,6 +225,22 @@ class Retention:
     # 3 intents, 4 refusals -----------------------------------------------------------
     def _expire_intents(self, ws: str, summary: Summary, now: float) -> None:
         prefix = intents_prefix(ws)
+        for key, stored in self._expired(prefix, "expires_at", now, summary):
+            # listed before the intent goes: an upload announced after it is never among them
+            uploads = list(self.store.list(incoming_prefix(ws, key[len(prefix):].removesuffix(".json"))))
+            if self._remove_record(key, stored, "intent", summary):  # else announced again: it stands
+                for upload in uploads:
+                    self._remove_sized("incoming", upload, summary)
+
+    def _expire_refusals(self, ws: str, summary: Summary, now: float) -> None:
+        cutoff = now - self.rules.refusal_secs
+        for key, stored in self._expired(refusals_prefix(ws), "refused_at", cutoff, summary):
+            self._remove_record(key, stored, "refusal", summary)  # refused again meanwhile: it stands
+
+    def _expired(self, prefix: str, field: str, cutoff: float,
+                 summary: Summary) -> Iterator[tuple[str, StoredObject]]:
+        """The records under `prefix` whose `field` (epoch seconds) is before `cutoff`,
+        among the first batch listed (more left: the workspace is unfinished)."""
         for listed, key in enumerate(self._first(prefix)):
             if listed >= self.rules.batch:
                 summary.unfinished += 1
@@ -232,37 +249,18 @@ class Retention:
                 stored = self.store.get(key)
             except ObjectNotFound:
                 continue
-            expires = _number(stored.body, "expires_at")
-            if expires is None or expires >= now:
-                continue
-            # listed before the intent goes: an upload announced after it is never among them
-            uploads = list(self.store.list(incoming_prefix(ws, key[len(prefix):].removesuffix(".json"))))
-            try:
-                self.store.delete(key, expect=Expect(stored.etag))
-            except PreconditionFailed:  # announced again meanwhile: it stands
-                continue
-            summary.removed("intent", len(stored.body))
-            for upload in uploads:
-                self._remove_sized("incoming", upload, summary)
+            stamp = _number(stored.body, field)
+            if stamp is not None and stamp < cutoff:
+                yield key, stored
 
-    def _expire_refusals(self, ws: str, summary: Summary, now: float) -> None:
-        cutoff = now - self.rules.refusal_secs
-        for listed, key in enumerate(self._first(refusals_prefix(ws))):
-            if listed >= self.rules.batch:
-                summary.unfinished += 1
-                return
-            try:
-                stored = self.store.get(key)
-            except ObjectNotFound:
-                continue
-            refused_at = _number(stored.body, "refused_at")
-            if refused_at is None or refused_at >= cutoff:
-                continue
-            try:
-                self.store.delete(key, expect=Expect(stored.etag))
-            except PreconditionFailed:  # refused again meanwhile: the new record stands
-                continue
-            summary.removed("refusal", len(stored.body))
+    def _remove_record(self, key: str, stored: StoredObject, kind: str, summary: Summary) -> bool:
+        """Remove a record only as it was read; False if it was written again meanwhile."""
+        try:
+            self.store.delete(key, expect=Expect(stored.etag))
+        except PreconditionFailed:
+            return False
+        summary.removed(kind, len(stored.body))
+        return True
 
     def _first(self, prefix: str) -> list[str]:
         """The first RETENTION_BATCH keys under `prefix`, and one more to tell there are more."""
