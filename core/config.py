@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     manifest_page_limit: int = Field(1000, ge=1, le=100_000)
     file_max_kb: int = Field(1024, ge=1, le=1_048_576)  # most text GET /api/v1/delta/file answers
     # retention (core/retention.py, the `gc` target): a committed sequence's raw bundle, plan,
-    # result and journal entry go once it is outside every window set; 0 turns a window off,
+    # result and journal entry go once a window set lets it go (beyond the last N, or older);
+    # 0 turns a window off,
     # and with both off nothing committed is removed. The last sequence always stays.
     retention_keep_sequences: int = Field(100, ge=0, le=10_000_000)  # the last N of a workspace
     retention_max_age_hours: float = Field(168.0, ge=0, le=100 * 8760)  # committed less than this ago

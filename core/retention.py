@@ -2,8 +2,8 @@
 window, and the clutter nothing else collects (docs/storage-layout.md, "Retention").
 
     per workspace, head first:
-    1 history   committed sequences outside every window set (RETENTION_KEEP_SEQUENCES,
-                RETENTION_MAX_AGE_HOURS), oldest first, the last sequence never:
+    1 history   committed sequences outside a window set (beyond RETENTION_KEEP_SEQUENCES,
+                or older than RETENTION_MAX_AGE_HOURS), oldest first, the last sequence never:
                 plan and stashes -> raw bundle -> result -> journal entry
     2 plans     left-over plans and stashes of committed bundles (only while no claim is pending)
     3 intents   expired upload-url intents: their incoming/ objects, then the intent
@@ -158,18 +158,20 @@ class Retention:
 
     # 1 history ---------------------------------------------------------------------
     def _forget_history(self, ws: str, head: HeadRecord, summary: Summary, now: float) -> None:
-        """Oldest first, while a sequence is outside every window set."""
+        """Oldest first, while a sequence is outside a window: beyond the last
+        RETENTION_KEEP_SEQUENCES, or committed longer than RETENTION_MAX_AGE_HOURS ago
+        (each rule where it is set). The last sequence always stays."""
         rules = self.rules
         if not rules.removes_history:
             return
-        newest = head.last_sequence - max(rules.keep_sequences, 1)  # the last sequence always stays
+        beyond = head.last_sequence - rules.keep_sequences if rules.keep_sequences else 0
         cutoff = now - rules.max_age_secs if rules.max_age_secs else None
         done = 0
         for key in self.store.list(journal_prefix(ws)):  # byte order is sequence order (zero-padded)
             sequence = journal_sequence(key)
             if sequence is None:
                 continue
-            if sequence > newest:
+            if sequence >= head.last_sequence:
                 return
             if done >= rules.batch:
                 summary.unfinished += 1
@@ -179,8 +181,9 @@ class Retention:
             except ObjectNotFound:  # another sweep took it
                 continue
             entry = UploadResult.model_validate_json(stored.body)
-            if cutoff is not None and _unix(entry.committed_at) > cutoff:
-                return
+            old = cutoff is not None and _unix(entry.committed_at) <= cutoff
+            if sequence > beyond and not old:
+                return  # inside every window, and so is everything after it
             self._forget(ws, sequence, entry.bundle_id, key, len(stored.body), summary)
             done += 1
 

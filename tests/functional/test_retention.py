@@ -112,9 +112,13 @@ def test_the_age_window_keeps_what_is_younger(fs_store: ObjectStore) -> None:
     assert later.sequences_removed == 2, "the last sequence always stays"
     both = settings(retention_keep_sequences=2, retention_max_age_hours=1)
     upload(both, fs_store, one_file(9).build())
-    assert Retention(both, fs_store).sweep().sequences_removed == 0, "young: kept by the age window"
-    assert Retention(both, fs_store).sweep(now=time.time() + 2 * 3600).sequences_removed == 0, \
-        "old, but among the last two"
+    assert Retention(both, fs_store).sweep().sequences_removed == 0, "young and among the last two"
+    assert Retention(both, fs_store).sweep(now=time.time() + 2 * 3600).sequences_removed == 1, \
+        "among the last two, but old: the age rule lets it go (the last stays)"
+    for version in range(11, 14):
+        upload(both, fs_store, one_file(version).build())
+    assert Retention(both, fs_store).sweep().sequences_removed == 2, \
+        "young, but beyond the last two: the count rule lets them go"
     off = settings(retention_keep_sequences=0, retention_max_age_hours=0)
     upload(off, fs_store, one_file(10).build())
     assert Retention(off, fs_store).sweep(now=time.time() + 365 * DAY).sequences_removed == 0, \
