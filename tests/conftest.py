@@ -1,8 +1,10 @@
 """Fixtures shared by every test tier: S3 credentials for boto3, a moto S3 server, a Ceph RGW,
-storage backends."""
+storage backends; temporary files in RAM."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,26 @@ from tests.support.moto_server import create_bucket, moto_server
 
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1"}
+RAM_TMP = Path("/dev/shm")
+RAM_TMP_MIN_FREE = 4 << 30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files (tmp_path, the services' storage folders and spools, every subprocess's
+    TMPDIR) go to a tmpfs where one has room, unless TMPDIR names a folder already.
+
+    The filesystem backend fsyncs every write and its folder, as it must; on a VM's disk an
+    fsync takes milliseconds, and that was most of the time of the file-heavy tests (the
+    bundle fuzz: 47 s on disk, 13 s here). The code paths are the same: fsync, rename and
+    unlink are only cheaper. Tests that need a full disk mount a small tmpfs of their own.
+    """
+    if os.environ.get("TMPDIR") or not RAM_TMP.is_dir() or not os.access(RAM_TMP, os.W_OK):
+        return
+    stat = os.statvfs(RAM_TMP)
+    if stat.f_bavail * stat.f_frsize < RAM_TMP_MIN_FREE:
+        return
+    os.environ["TMPDIR"] = str(RAM_TMP)  # inherited by services, moto, schemathesis, xdist workers
+    tempfile.tempdir = str(RAM_TMP)  # this process: tmp_path's base folder, tempfile.*
 
 
 @pytest.fixture(scope="session", autouse=True)
