@@ -37,6 +37,7 @@ SCRIPT = ROOT / "local" / "ceph_rgw.sh"
 REGION = "us-east-1"
 OSD_PORTS = 32  # the OSD binds 8 (public, cluster and two heartbeat messengers, v1 + v2)
 PORT_BLOCK = 3 + OSD_PORTS  # mon v1, mon v2, rgw, then the OSD's range
+FIXED_PORTS_END = 19000  # tests/e2e/test_gc.py and test_admin_console.py listen on 18100-18499
 
 
 class RgwUnavailable(Exception):
@@ -182,13 +183,14 @@ def free_port_block(count: int, tries: int = 100) -> int:
 
     Ports are picked below the kernel's ephemeral range, so that the ports the
     kernel hands out to outgoing connections and to `bind(0)` (moto, the service)
-    never land in the cluster's block. Each pytest-xdist worker picks in a slice
-    of those ranges of its own, so two workers' clusters never share a port.
+    never land in the cluster's block, and above 19000: some tests listen on fixed
+    ports of 18000-18999. Each pytest-xdist worker picks in a slice of those ranges
+    of its own, so two workers' clusters never share a port.
     """
     low, high = _ephemeral_range()
     index, workers = worker_slot()
     ranges = []
-    for r0, r1 in ((10000, low), (high + 1, 65536)):
+    for r0, r1 in ((FIXED_PORTS_END, low), (high + 1, 65536)):
         width = (r1 - r0) // workers
         r0, r1 = r0 + index * width, r0 + (index + 1) * width
         if r1 - count > r0:
