@@ -7,17 +7,23 @@ creation at the same moment, round after round, each round on a fresh key space:
   other is refused (401), and the marker and the one user record agree;
 - two creators of one name: exactly one user record, the other `UserExists`;
 - failed-login counters written by several instances at once lose no failure.
+
+Who wins is decided by the stores' conditional writes alone, not by how long a hash
+takes: the hashes here are argon2id at its smallest cost (tests/e2e/test_auth.py and
+test_sessions.py hash at the service's real parameters).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
+from core.auth import passwords
 from core.auth.throttle import LoginThrottle
 from core.auth.users import Users
 from core.errors import DeltaError, LoginRateLimited, Unauthorized, UserExists
@@ -27,6 +33,16 @@ from tests.contract.test_storage_contract import backend_params, open_backend
 
 ROUNDS = 8
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """argon2id at 64 KiB and one pass instead of 64 MiB and three (~0.1 s a hash, of which
+    a round makes up to eight): the rounds race as hard, only each takes less time."""
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    passwords._decoy_hash.cache_clear()  # the decoy is hashed by the hasher in force
+    yield
+    passwords._decoy_hash.cache_clear()
 
 
 def fresh(store: ObjectStore, round_no: int) -> dict[str, str]:

@@ -30,11 +30,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.support.workers import machine_lock, worker_slot
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "local" / "ceph_rgw.sh"
 REGION = "us-east-1"
 OSD_PORTS = 32  # the OSD binds 8 (public, cluster and two heartbeat messengers, v1 + v2)
 PORT_BLOCK = 3 + OSD_PORTS  # mon v1, mon v2, rgw, then the OSD's range
+FIXED_PORTS_END = 19000  # tests/e2e/test_gc.py and test_admin_console.py listen on 18100-18499
 
 
 class RgwUnavailable(Exception):
@@ -77,7 +80,8 @@ def ensure_installed(timeout: float = 900.0) -> None:
     if _installed:
         return
     if _install_failure is None:
-        with tempfile.TemporaryFile() as log:
+        # one installer at a time on the machine (xdist workers, other runs): dpkg's lock
+        with machine_lock("apt"), tempfile.TemporaryFile() as log:
             try:
                 code = _run_script(["install"], os.environ.copy(), log, timeout)
             except subprocess.TimeoutExpired:
@@ -179,10 +183,18 @@ def free_port_block(count: int, tries: int = 100) -> int:
 
     Ports are picked below the kernel's ephemeral range, so that the ports the
     kernel hands out to outgoing connections and to `bind(0)` (moto, the service)
-    never land in the cluster's block.
+    never land in the cluster's block, and above 19000: some tests listen on fixed
+    ports of 18000-18999. Each pytest-xdist worker picks in a slice of those ranges
+    of its own, so two workers' clusters never share a port.
     """
     low, high = _ephemeral_range()
-    ranges = [(r0, r1 - count) for r0, r1 in ((10000, low), (high + 1, 65536)) if r1 - count > r0]
+    index, workers = worker_slot()
+    ranges = []
+    for r0, r1 in ((FIXED_PORTS_END, low), (high + 1, 65536)):
+        width = (r1 - r0) // workers
+        r0, r1 = r0 + index * width, r0 + (index + 1) * width
+        if r1 - count > r0:
+            ranges.append((r0, r1 - count))
     for _ in range(tries):
         start, stop = random.choice(ranges)
         base = random.randrange(start, stop)

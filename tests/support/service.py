@@ -13,14 +13,31 @@ from typing import Any
 
 import requests
 
+from tests.support.workers import worker_slot
+
 ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORK = Path(sys.executable).with_name("functions-framework")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now. Each pytest-xdist worker takes only ports of its own blocks
+    of 64 (port // 64 % workers == its index: the kernel hands bind(0) ports of one parity),
+    so two workers never pick the same one; ports of other blocks stay bound until one of
+    ours is found."""
+    index, count = worker_slot()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(1000):
+            sock = socket.socket()
+            held.append(sock)
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port // 64 % count == index:
+                return port
+        raise RuntimeError("found no free loopback port in this worker's blocks")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 class ServiceProcess:
