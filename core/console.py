@@ -9,7 +9,6 @@ digest, which cannot be reversed, read-only (no action can name it).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from core.keys import journal_key, tenant_workspaces_prefix
 from core.models import UploadResult
 from core.sequences import HeadRecord, Sequences
 from core.storage import ObjectNotFound, ObjectStore
+from core.views import decode_cursor, encode_cursor
 from core.workspace import parallel_map
 
 TENANTS = "tenants/"
@@ -106,7 +106,7 @@ def workspace_page(store: ObjectStore, lease_secs: float, scope: AdminScope, dig
     if digest is not None and (len(digest) != 16 or not all(c in "0123456789abcdef" for c in digest)):
         raise InvalidRequest("tenant must be a tenant digest from this page")
     prefix = f"{TENANTS}{digest}/workspaces/" if digest else TENANTS
-    after = _decode(cursor)
+    after = decode_cursor(cursor)
     if after and not after.startswith(prefix):
         raise InvalidRequest("cursor is not one this page returned")
     keys: list[str] = []
@@ -117,7 +117,7 @@ def workspace_page(store: ObjectStore, lease_secs: float, scope: AdminScope, dig
             break
     rows = parallel_map(store, lambda key: _describe(store, lease_secs, key, count_points), keys)
     return WorkspacePage([row for row in rows if row is not None],
-                         _encode(keys[-1]) if len(keys) >= limit else None)
+                         encode_cursor(keys[-1]) if len(keys) >= limit else None)
 
 
 def _describe(store: ObjectStore, lease_secs: float, key: str, count_points: CountPoints | None
@@ -169,14 +169,3 @@ def _record(store: ObjectStore, key: str) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _encode(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode("ascii")
-
-
-def _decode(cursor: str) -> str:
-    if not cursor:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
-    except (ValueError, UnicodeError):
-        raise InvalidRequest("cursor is not one this page returned") from None

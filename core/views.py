@@ -138,7 +138,7 @@ def manifest(
     if not 1 <= page <= settings.manifest_page_limit:
         raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
     ws, head = find_workspace(store, settings, tenant, path, logical_repo_id)
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor)
     # a workspace being deleted (core.deletion) holds nothing a client may build on
     live = head is not None and head.deletion is None
     files, last = list_files(store, ws, after, page) if live else ({}, "")
@@ -147,7 +147,7 @@ def manifest(
         "workspace_key": ws,
         "last_sequence": head.last_sequence if head and live else 0,
         "files": files,
-        "next_cursor": _encode_cursor(last) if last else None,
+        "next_cursor": encode_cursor(last) if last else None,
         "status": _state(head),
     }
 
@@ -160,7 +160,7 @@ def list_workspaces(store: ObjectStore, settings: Settings, tenant: str, cursor:
     if not 1 <= page <= settings.manifest_page_limit:
         raise InvalidRequest(f"limit must be between 1 and {settings.manifest_page_limit}")
     prefix = tenant_workspaces_prefix(tenant)
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor)
     keys = []
     for key in store.list(prefix, start_after=prefix + after if after else ""):
         keys.append(key)
@@ -183,7 +183,7 @@ def list_workspaces(store: ObjectStore, settings: Settings, tenant: str, cursor:
     found = parallel_map(store, describe, keys)
     last = keys[-1][len(prefix):] if len(keys) >= page else ""
     return {"workspaces": [w for w in found if w is not None],
-            "next_cursor": _encode_cursor(last) if last else None}
+            "next_cursor": encode_cursor(last) if last else None}
 
 
 def stored_file(
@@ -244,11 +244,12 @@ def stored_file(
     }
 
 
-def _encode_cursor(path: str) -> str:
+def encode_cursor(path: str) -> str:
+    """A page's next cursor: the last key or path it held, opaque to clients."""
     return base64.urlsafe_b64encode(path.encode("utf-8")).decode("ascii")
 
 
-def _decode_cursor(cursor: str) -> str:
+def decode_cursor(cursor: str) -> str:
     if not cursor:
         return ""
     try:
