@@ -170,6 +170,17 @@ def test_cli_push_status_bundle_and_smoke(server: Server, tmp_path: Path) -> Non
         assert run_cli(command, "--help").returncode == 0
 
 
+def process_state(pid: int) -> str:
+    """A live process's signal masks, state and kernel wait channel, and its threads' count."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fields = ("State", "Threads", "SigBlk", "SigIgn", "SigCgt")
+        wanted = [line for line in status if line.startswith(fields)]
+        return "; ".join([*wanted, "wchan " + Path(f"/proc/{pid}/wchan").read_text()])
+    except OSError as exc:
+        return f"no /proc entry: {exc}"
+
+
 def test_watch_survives_the_server_being_down(server: Server, tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "repo", {"a.py": b"a = 1\n"})
     server.proxy.mode = "refuse"
@@ -199,7 +210,8 @@ def test_watch_survives_the_server_being_down(server: Server, tmp_path: Path) ->
         try:
             _, errors = watcher.communicate(timeout=30)
         except subprocess.TimeoutExpired:
+            state = process_state(watcher.pid)  # what it was doing, for the next one who meets this
             watcher.kill()
             _, errors = watcher.communicate()
-            raise AssertionError(f"watch ignored SIGINT for 30 s; it wrote: {errors}")  # noqa: B904
+            raise AssertionError(f"watch ignored SIGINT for 30 s ({state}); it wrote: {errors}")  # noqa: B904
     assert watcher.returncode == 0, errors
