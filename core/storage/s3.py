@@ -88,10 +88,12 @@ class S3Store:
             config=config.merge(Config(retries={"total_max_attempts": 1})),
         )
         self.endpoint_url = endpoint_url
-        # presigned URLs must name an endpoint the client can reach, which may not be ours
-        self.presigner: Any = self.client if not presign_endpoint_url else boto3.session.Session().client(
-            "s3", endpoint_url=presign_endpoint_url, region_name=region or "us-east-1", config=config
-        )
+        # presigned URLs must name an endpoint the client can reach, which may not be ours, and
+        # are signed with SigV4: botocore presigns with SigV2 unless told, which AWS refuses for
+        # new buckets and regions (RGW and moto take both)
+        self.presigner: Any = boto3.session.Session().client(
+            "s3", endpoint_url=presign_endpoint_url or endpoint_url, region_name=region or "us-east-1",
+            config=config.merge(Config(signature_version="s3v4")))
         self.scratch_dir = scratch_dir or Path(tempfile.gettempdir()) / "delta-upload-scratch"
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
 
