@@ -121,13 +121,13 @@ class Searcher:
 
     def _hits(self, engine: IndexEngine, indexer: Indexer, collection: str, workspace: str | None,
               request: SearchRequest) -> list[dict[str, Any]]:
-        if not engine.collection_exists(collection):
+        # the physical collection serving now: a switch after this leaves it readable
+        # until every request that resolved it is long done (`core.reindex`)
+        served = indexer.find(engine, collection)
+        if served is None:
             if workspace is None:
                 raise NotFound("no such collection", code="COLLECTION_NOT_FOUND")
             return []  # the workspace was uploaded with indexing off: nothing indexed yet
-        # the physical collection serving now: a switch after this leaves it readable
-        # until every request that resolved it is long done (`core.reindex`)
-        served = indexer.served(engine, collection)
         collection, lexical = served.physical, served.lexical
         commits = request.kind == "commits"
         where: Where = {COMMIT_WORKSPACE if commits else "workspace": workspace} if workspace else {}

@@ -25,7 +25,7 @@ from core.indexing.commits import COMMIT_WORKSPACE, index_commits
 from core.indexing.embedders import Embedder, NoEmbedder, open_embedder
 from core.indexing.embedding_process import Embed, EmbeddingProcess, bulk_embedder, usable_cpus
 from core.indexing.engines import IndexEngine, Layout
-from core.indexing.engines.base import recorded_lexical, refuse
+from core.indexing.engines.base import is_physical, recorded_lexical, refuse
 from core.indexing.sync import IndexTarget, QdrantSync, ReadBefore
 from core.models import GitCommit, IndexingStats
 from core.qdrant import QdrantHandle
@@ -104,11 +104,21 @@ class Indexer:
                 return self.served(engine, collection)
 
     def served(self, engine: IndexEngine, collection: str) -> Served:
-        """`collection` (a served or a physical name) as it is now; CollectionNotFound-like
-        `IndexUnavailable` if it does not exist."""
-        physical = engine.resolve(collection)
-        if physical is None:
+        """`collection` (a served or a physical name) as it is now; `IndexUnavailable` if
+        it does not exist."""
+        found = self.find(engine, collection)
+        if found is None:
             raise IndexUnavailable(f"no collection {collection!r}", retry_after_s=1)
+        return found
+
+    def find(self, engine: IndexEngine, collection: str) -> Served | None:
+        """`collection` as it is now, or None if it does not exist. A served name is
+        resolved on every call; a physical one this process has met is not looked up
+        again (it never changes what it holds: a write to one dropped since fails)."""
+        physical = collection if is_physical(collection) and collection in self._built else \
+            engine.resolve(collection)
+        if physical is None:
+            return None
         built = self._built.get(physical)
         if built is None:
             info = engine.built_with(physical)
