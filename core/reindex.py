@@ -233,8 +233,9 @@ class Reindexing:
             states.append(self.describe(stored))
         return states
 
-    def describe(self, stored: str) -> CollectionState:
-        """What built `stored`, how it differs from what runs now, its points and job."""
+    def describe(self, stored: str, count: bool = True) -> CollectionState:
+        """What built `stored`, how it differs from what runs now, its job, and (with
+        `count`) its points; `serving` None when Qdrant cannot say or it does not exist."""
         indexer = self._indexer()
         owner = self._tenant_of(stored) or ("", stored)
         job, _ = self.read(stored)
@@ -243,7 +244,7 @@ class Reindexing:
             physical = engine.resolve(stored)
             if physical is None:
                 return None, {}, None
-            return physical, engine.built_with(physical), engine.count(physical, None)
+            return physical, engine.built_with(physical), engine.count(physical, None) if count else None
 
         try:
             serving, built, points = indexer.call(look)
@@ -254,10 +255,10 @@ class Reindexing:
                                serving=serving, points=points, built_with=built, drift=drift, job=job)
 
     def index_status(self, stored: str) -> dict[str, Any] | None:
-        """A workspace status's `index`: its collection's drift and reindex, None if Qdrant
-        cannot say right now (status answers from storage regardless)."""
+        """A workspace status's `index`: its collection's drift and reindex (no point count:
+        status counts the workspace's own); None if storage cannot say right now."""
         try:
-            state = self.describe(stored)
+            state = self.describe(stored, count=False)
         except DeltaError:
             return None
         shown = state.public()
