@@ -81,3 +81,27 @@ def test_a_server_collection_made_before_aliases_is_served_until_a_switch_replac
     assert engine.resolve("legacy") == "legacy~0123456789ab" and engine.count("legacy", None) == 0
     assert engine.logical_collections() == ["legacy"]
     engine.close()
+
+
+def test_an_upload_that_makes_the_name_anew_during_a_pre_alias_switch_is_taken_over() -> None:
+    """Between deleting a server's pre-alias collection and creating the alias, an upload may
+    create the name anew (a fresh physical collection behind an alias); the switch then moves
+    the alias over to the rebuilt collection in one step and drops the one the upload made."""
+    engine = ServerEngine(Serialized(QdrantClient(location=":memory:")), kind="memory")
+    engine._create("legacy", LAYOUT)
+    rebuilt = engine.create_physical("legacy", LAYOUT)
+    deleting = engine.client.delete_collection
+    made: list[str] = []
+
+    def delete_then_an_upload_comes(name: str) -> object:
+        answer = deleting(name)
+        if name == "legacy" and not made:
+            engine.ensure_collection("legacy", LAYOUT)  # what an upload's prepare does
+            made.append(str(engine.resolve("legacy")))
+        return answer
+
+    engine.client.delete_collection = delete_then_an_upload_comes  # type: ignore[method-assign]
+    engine.switch_alias("legacy", rebuilt)
+    assert made and made[0] != rebuilt
+    assert engine.resolve("legacy") == rebuilt and engine.resolve(made[0]) is None
+    engine.close()

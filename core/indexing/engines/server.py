@@ -8,8 +8,9 @@ alias and Qdrant resolves it on each request, so a switch (one
 A pre-alias collection (a real collection with the served name) is served as it
 is until its first reindex, whose switch deletes it and creates the alias in its
 place: Qdrant cannot rename a collection, nor create an alias while a collection
-holds the name, so for that one switch the name is unserved between two requests
-(`core.reindex` retries a search that falls in it)."""
+holds the name, so for that one switch the name is unserved between two requests:
+a search that falls in between finds no collection (an empty answer for a workspace,
+404 for a collection), an upload a retryable 503."""
 
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ class ServerEngine:
         return recorded_lexical(self.built_with(name))
 
     def built_with(self, name: str) -> dict[str, Any]:
-        physical = self.resolve(name)
+        physical = name if is_physical(name) else self.resolve(name)  # a physical one: no lookup
         if physical is None:
             raise ValueError(f"no collection {name!r}")
         info = self.client.get_collection(physical).config
@@ -156,7 +157,21 @@ class ServerEngine:
             return
         if self.client.collection_exists(logical):  # pre-alias: the name is unserved between these two
             self.client.delete_collection(logical)
-        self._alias_operations([create])
+        # an upload in that gap may have made the name anew (`Indexer.prepare`): its points
+        # went into `physical` too (it reads the job, which is switching), so the alias is
+        # moved over in one step and the collection it made goes
+        delete = m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=logical))
+        for attempt in range(2):
+            made = self._aliases().get(logical)
+            try:
+                self._alias_operations([create] if made is None else [delete, create])
+            except Exception:
+                if attempt:
+                    raise
+                continue  # made meanwhile, after the look: look again
+            if made is not None and made != physical:
+                self.client.delete_collection(made)
+            return
 
     def drop_physical(self, physical: str) -> None:
         if physical in self._aliases().values():
